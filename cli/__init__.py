@@ -1,0 +1,1 @@
+"""The seqlearn command line (installed as seqlearn.cli)."""

@@ -1,0 +1,23 @@
+"""Turn the library's expected failures into one-line click errors (no traceback)."""
+import functools
+
+import click
+
+from seqlearn.backends import BackendError
+from seqlearn.checkpoint import CheckpointError
+
+
+def friendly(fn):
+    """Decorator: ValueError, CheckpointError, BackendError and OSError become ClickException."""
+    @functools.wraps(fn)
+    def wrapper(*a, **kw):
+        try:
+            return fn(*a, **kw)
+        except click.ClickException:
+            raise
+        except (ValueError, CheckpointError, BackendError) as e:
+            raise click.ClickException(str(e)) from None
+        except OSError as e:
+            where = f"{e.filename}: " if getattr(e, "filename", None) else ""
+            raise click.ClickException(f"{where}{e.strerror or e}") from None
+    return wrapper

@@ -1,0 +1,3 @@
+from seqlearn.cli.main import cli
+
+cli(prog_name="seqlearn")

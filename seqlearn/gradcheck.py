@@ -1,0 +1,60 @@
+"""Central-difference gradient checks of a CharLM's hand-written backward pass (use float64)."""
+import numpy as np
+
+from . import params as P
+
+
+def rel_error(a, b):
+    """Norm-wise relative error ||a - b|| / max(||a||, ||b||), 0 when both are zero."""
+    a, b = np.asarray(a, np.float64).ravel(), np.asarray(b, np.float64).ravel()
+    den = max(np.linalg.norm(a), np.linalg.norm(b))
+    return 0.0 if den == 0 else float(np.linalg.norm(a - b) / den)
+
+
+def numeric_grads(f, x, eps=1e-6, max_entries=None, rng=None):
+    """Central differences of scalar f() w.r.t. the host array x (perturbed in place).
+    Returns (indices, estimates); a random subset of entries when max_entries is set."""
+    flat = x.reshape(-1)
+    idx = np.arange(flat.size)
+    if max_entries is not None and flat.size > max_entries:
+        idx = np.sort((rng or np.random.default_rng(0)).choice(flat.size, max_entries, replace=False))
+    est = np.empty(len(idx))
+    for j, i in enumerate(idx):
+        old = flat[i]
+        flat[i] = old + eps
+        fp = f()
+        flat[i] = old - eps
+        fm = f()
+        flat[i] = old
+        est[j] = (fp - fm) / (2 * eps)
+    return idx, est
+
+
+def check_model(model, inputs, targets, state=None, eps=1e-6, max_entries=None, seed=0):
+    """{name: relative error} for every parameter (and "state.h0" / "state.c0" when a state is
+    given), comparing the model's gradients with central differences of its loss."""
+    if model.dropout:
+        raise ValueError("gradient checks need dropout=0 (dropout masks are random)")
+    rng = np.random.default_rng(seed)
+    _, grads, _ = model.loss_and_grads(inputs, targets, state)
+    analytic = {k: np.array(v, np.float64) for k, v in grads.items()}
+    dstate = model.dstate
+    host = model.backend.ops.to_host(model.flat).copy()
+    views = P.views(host, model.table)
+
+    def loss_with_host():
+        model.set_flat(host)
+        return model.evaluate(inputs, targets, state)[0]
+
+    out = {}
+    for name, v in views.items():
+        idx, est = numeric_grads(loss_with_host, v, eps, max_entries, rng)
+        out[name] = rel_error(analytic[name].reshape(-1)[idx], est)
+    model.set_flat(host)
+    if state is not None:
+        parts = state if model.cell == "lstm" else (state,)
+        dparts = dstate if model.cell == "lstm" else (dstate,)
+        for label, s, ds in zip(("state.h0", "state.c0"), parts, dparts):
+            idx, est = numeric_grads(lambda: model.evaluate(inputs, targets, state)[0], s, eps, max_entries, rng)
+            out[label] = rel_error(np.asarray(ds).reshape(-1)[idx], est)
+    return out
