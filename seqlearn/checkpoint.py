@@ -40,7 +40,8 @@ def atomic_write(path, write):
 
 
 def save(path, model, extra_meta=None, arrays=None):
-    meta = {"format_version": FORMAT_VERSION, **model.config(), "dtype": model.dtype.name}
+    meta = {"format_version": FORMAT_VERSION, **model.config(), "dtype": model.dtype.name,
+            "device": model.device, "seed": model.seed}
     meta.update(extra_meta or {})
     out = {k: np.ascontiguousarray(v) for k, v in model.params.items()}
     for k, v in (arrays or {}).items():
