@@ -4,6 +4,7 @@ import click
 import seqlearn
 
 from .gradcheck import gradcheck
+from .profile import profile
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -18,3 +19,4 @@ def cli():
 
 
 cli.add_command(gradcheck)
+cli.add_command(profile)
