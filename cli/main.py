@@ -3,7 +3,12 @@ import click
 
 import seqlearn
 
+from .eval import eval_
+from .experiment import experiment
 from .gradcheck import gradcheck
+from .plot import plot
+from .sample import sample
+from .train import train
 from .profile import profile
 
 
@@ -14,9 +19,19 @@ def cli():
 
     \b
     Examples:
+      seqlearn train                                  # the built-in corpus, a few minutes
+      seqlearn train input.txt --out runs/mine --max-time 10m
+      seqlearn sample runs/mine --prime "The " --temperature 0.8
+      seqlearn eval runs/mine held_out.txt
+      seqlearn plot runs/mine
       seqlearn gradcheck --cell gru --gru-variant cho
     """
 
 
+cli.add_command(train)
+cli.add_command(sample)
+cli.add_command(eval_)
+cli.add_command(plot)
 cli.add_command(gradcheck)
 cli.add_command(profile)
+cli.add_command(experiment)

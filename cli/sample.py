@@ -1,0 +1,77 @@
+"""seqlearn sample: generate text from a trained model, streaming it to stdout."""
+import os
+import sys
+
+import click
+
+from seqlearn.checkpoint import CheckpointError, load
+from seqlearn.data import read_text
+from seqlearn.sample import Sampler, check_options
+
+from .errors import friendly
+from .options import device_option
+
+
+def resolve_checkpoint(path):
+    """A run directory means its best.npz (or last.npz when there is no best yet)."""
+    if os.path.isdir(path):
+        for name in ("best.npz", "last.npz"):
+            p = os.path.join(path, name)
+            if os.path.exists(p):
+                return p
+        raise CheckpointError(f"{path} holds no checkpoint (best.npz or last.npz)")
+    return path
+
+
+@click.command()
+@click.argument("run_or_checkpoint")
+@click.option("--length", "-n", type=click.IntRange(min=0), default=500, show_default=True,
+              help="Characters to generate (after the prime).")
+@click.option("--temperature", "-t", type=click.FloatRange(min=0, min_open=True), default=1.0, show_default=True,
+              help="Softmax temperature: below 1 is more conservative, above 1 more surprising.")
+@click.option("--top-k", type=click.IntRange(min=0), default=0, show_default=True,
+              help="Sample only among the k likeliest characters (0: off).")
+@click.option("--top-p", type=click.FloatRange(0, 1, min_open=True), default=1.0, show_default=True,
+              help="Sample only among the smallest set of characters whose probability reaches p.")
+@click.option("--argmax", is_flag=True, help="Always take the likeliest character (greedy).")
+@click.option("--prime", default="", help="Text to start from (printed first).")
+@click.option("--prime-file", type=click.Path(), default=None, help="Read the prime from a file.")
+@click.option("--num-samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Samples generated together as one batch, printed one after another.")
+@click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same text.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --prime-file.")
+@device_option()
+@friendly
+def sample(run_or_checkpoint, length, temperature, top_k, top_p, argmax, prime, prime_file, num_samples,
+           seed, encoding, device):
+    """Generate text from RUN_OR_CHECKPOINT (a run directory means its best.npz).
+
+    \b
+    Examples:
+      seqlearn sample runs/shakespeare
+      seqlearn sample runs/shakespeare --prime "ROMEO:" --temperature 0.7 --length 1000
+      seqlearn sample runs/shakespeare/last.npz --top-p 0.9 --num-samples 3 --seed 7
+      seqlearn sample runs/shakespeare --argmax --length 200
+    """
+    if prime and prime_file:
+        raise click.UsageError("give --prime or --prime-file, not both")
+    check_options(temperature, top_k, top_p)
+    if prime_file:
+        prime = read_text(prime_file, encoding)
+    model = load(resolve_checkpoint(run_or_checkpoint), device=device)
+    sampler = Sampler(model, seed=seed)
+    sampler.encode_prime(prime)                      # unknown characters: one-line error up front
+    kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, argmax=argmax)
+    out = click.get_text_stream("stdout")
+    if num_samples == 1:
+        out.write(prime)
+        for idx in sampler.generate(length, 1, prime, **kw):
+            out.write(model.vocab[idx[0]])
+            out.flush()
+        out.write("\n")
+    else:
+        for k, text in enumerate(sampler.sample(length, num_samples, prime, **kw)):
+            if k:
+                out.write("\n" + "-" * 40 + "\n")
+            out.write(prime + text + "\n")
+    out.flush()

@@ -1,0 +1,179 @@
+"""Text, vocabulary and batches for character-level training.
+
+- Text is read as UTF-8 unless another encoding is named; the vocabulary is the sorted set of
+  Unicode code points.
+- The validation split is the contiguous tail of the text (val_frac of it).
+- Training batches are B parallel streams (char-rnn's layout): the training text is cut into B
+  equal contiguous pieces and batch i holds characters [i*T, (i+1)*T) of every piece, so the hidden
+  state after batch i is the right initial state for batch i+1.
+"""
+import hashlib
+import os
+import warnings
+
+import numpy as np
+
+BUILTIN = "builtin:pydoc_data"
+
+
+class DataError(ValueError):
+    """Text that cannot be used (missing, empty, binary, undecodable, too small)."""
+
+
+# ---- reading ----------------------------------------------------------------------------------
+def builtin_text():
+    """The built-in corpus: Python's own documentation topics (pydoc_data.topics, ~465 kB, no download)."""
+    from pydoc_data.topics import topics
+    return "".join(topics[k] for k in sorted(topics))
+
+
+def sha256(text):
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def read_text(path, encoding="utf-8"):
+    """The text of a file; DataError with a one-line reason for anything unusable."""
+    path = os.fspath(path)
+    if os.path.isdir(path):
+        raise DataError(f"{path} is a directory, not a text file")
+    if not os.path.exists(path):
+        raise DataError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as f:
+            raw = f.read()
+    except OSError as e:
+        raise DataError(f"{path}: {e.strerror or e}") from None
+    if not raw:
+        raise DataError(f"{path} is empty")
+    utf16_32 = encoding.lower().replace("-", "").replace("_", "").startswith(("utf16", "utf32"))
+    if b"\x00" in raw[:65536] and not utf16_32:
+        raise DataError(f"{path} looks like a binary file (it holds NUL bytes), not text")
+    try:
+        text = raw.decode(encoding)
+    except LookupError:
+        raise DataError(f"unknown encoding {encoding!r}") from None
+    except UnicodeDecodeError as e:
+        hint = "; name its encoding with --encoding (for example --encoding latin-1)" \
+            if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else ""
+        raise DataError(f"{path} is not valid {encoding} (byte 0x{raw[e.start]:02x} at offset {e.start}){hint}") from None
+    if text.startswith("\ufeff"):
+        text = text[1:]
+    if not text:
+        raise DataError(f"{path} is empty")
+    return text
+
+
+# ---- vocabulary -------------------------------------------------------------------------------
+class Vocab:
+    """Characters (Unicode code points) in sorted order; index i <-> chars[i]."""
+
+    def __init__(self, chars):
+        chars = "".join(chars)
+        if not chars or len(set(chars)) != len(chars):
+            raise ValueError("a vocabulary needs distinct characters")
+        self.chars = chars
+        self.index = {c: i for i, c in enumerate(chars)}
+        self._codes = np.array([ord(c) for c in chars], np.int64)
+        self._sorted = np.argsort(self._codes)
+
+    @classmethod
+    def from_text(cls, text):
+        return cls("".join(sorted(set(text))))
+
+    def __len__(self):
+        return len(self.chars)
+
+    def unknown(self, text):
+        """The characters of text that are not in the vocabulary, sorted."""
+        return sorted(set(text) - set(self.chars))
+
+    def encode(self, text, unk="error"):
+        """int64 indices of text; unk="error" raises naming unknown characters, "skip" drops them."""
+        codes = np.frombuffer(text.encode("utf-32-le"), np.uint32).astype(np.int64)
+        sc = self._codes[self._sorted]
+        pos = np.clip(np.searchsorted(sc, codes), 0, len(sc) - 1)
+        ok = sc[pos] == codes
+        if not ok.all():
+            if unk == "skip":
+                return self._sorted[pos[ok]]
+            raise DataError(f"{describe_unknown(self.unknown(text))} not in the model's vocabulary")
+        return self._sorted[pos]
+
+    def decode(self, idx):
+        return "".join(self.chars[i] for i in np.asarray(idx).ravel())
+
+
+def describe_unknown(chars, limit=12):
+    shown = " ".join(repr(c) for c in chars[:limit])
+    more = f" and {len(chars) - limit} more" if len(chars) > limit else ""
+    return f"{len(chars)} character{'s' if len(chars) != 1 else ''} ({shown}{more})"
+
+
+# ---- splits and batches -----------------------------------------------------------------------
+def split(data, val_frac):
+    """(train, val) index arrays; val is the contiguous tail (empty when val_frac is 0)."""
+    if not 0 <= val_frac < 1:
+        raise DataError(f"--val-frac must be in [0, 1), got {val_frac}")
+    n_val = int(len(data) * val_frac)
+    if val_frac > 0 and n_val < 2:
+        raise DataError(f"the validation split would hold {n_val} characters of {len(data)}; "
+                        f"raise --val-frac or use a longer text")
+    return data[:len(data) - n_val], data[len(data) - n_val:]
+
+
+def fit_batch(n_train, batch, seq_len, warn=True):
+    """(batch, seq_len) that fit n_train training characters (at least one batch per epoch),
+    shrinking batch first, then seq_len, with a warning; DataError when nothing fits."""
+    if n_train < 2:
+        raise DataError(f"the training split holds {n_train} character(s); at least 2 are needed")
+    if n_train - 1 >= batch * seq_len:
+        return batch, seq_len
+    b = max(1, (n_train - 1) // seq_len)
+    t = min(seq_len, n_train - 1)
+    if warn:
+        warnings.warn(f"the training text ({n_train} characters) is too small for --batch {batch} "
+                      f"--seq-len {seq_len}; using --batch {b} --seq-len {t}", stacklevel=2)
+    return b, t
+
+
+class Streams:
+    """B parallel streams over the training data, cut into batches of T steps (char-rnn's layout)."""
+
+    def __init__(self, data, B, T):
+        data = np.asarray(data, np.int64)
+        S = (len(data) - 1) // B
+        if S < T:
+            raise DataError(f"{len(data)} characters do not fill one batch of {B} x {T}")
+        self.B, self.T = B, T
+        self.x = np.ascontiguousarray(data[:B * S].reshape(B, S))
+        self.y = np.ascontiguousarray(data[1:B * S + 1].reshape(B, S))
+        self.num_batches = S // T          # batches per epoch; the remainder of each stream is unused
+
+    def batch(self, i):
+        """(inputs, targets), each (B, T), of batch i of an epoch."""
+        s = slice(i * self.T, (i + 1) * self.T)
+        return self.x[:, s], self.y[:, s]
+
+
+def eval_chunks(data, B, T):
+    """Validation layout over the whole split: Bv <= B streams, each of S = (n-1)//Bv steps, in
+    chunks of at most T steps; returns [(inputs, targets)]. Predicts n-1 - (n-1) % Bv characters."""
+    data = np.asarray(data, np.int64)
+    n = len(data) - 1
+    if n < 1:
+        return []
+    Bv = max(1, min(B, n // T))
+    S = n // Bv
+    x = data[:Bv * S].reshape(Bv, S)
+    y = data[1:Bv * S + 1].reshape(Bv, S)
+    return [(x[:, a:a + T], y[:, a:a + T]) for a in range(0, S, T)]
+
+
+def evaluate(model, chunks):
+    """Mean nats per predicted character over chunks, carrying the state between them."""
+    state, total, count = None, 0.0, 0
+    for x, y in chunks:
+        loss, state = model.evaluate(x, y, state)
+        total += loss * x.size
+        count += x.size
+    return total / count if count else float("nan")

@@ -1,0 +1,97 @@
+"""Sampling text from a CharLM: temperature, top-k, top-p (nucleus), argmax, a prime, N at once.
+
+Sampler.generate yields one character index per sample per step, so callers can stream the text.
+The model is stepped one character at a time through `Sampler.next_logits`, which uses
+CharLM.logits; a backend with a faster stepping kernel can replace that one method.
+"""
+import numpy as np
+
+from .data import DataError, Vocab, describe_unknown
+
+
+def check_options(temperature=1.0, top_k=0, top_p=1.0):
+    if not temperature > 0:
+        raise ValueError(f"--temperature must be positive, got {temperature} (use --argmax for greedy)")
+    if top_k < 0:
+        raise ValueError(f"--top-k must be 0 (off) or positive, got {top_k}")
+    if not 0 < top_p <= 1:
+        raise ValueError(f"--top-p must be in (0, 1], got {top_p}")
+
+
+def pick(logits, rng, temperature=1.0, top_k=0, top_p=1.0, argmax=False):
+    """One index per row of logits (N, V): greedy, or a draw from the tempered, truncated softmax.
+    Uses exactly one rng.random(N) call per step (none for argmax), so a seed fixes the text."""
+    z = np.asarray(logits, np.float64)
+    if argmax:
+        return z.argmax(1)
+    z = z / temperature
+    N, V = z.shape
+    if 0 < top_k < V:
+        kth = np.partition(z, V - top_k, axis=1)[:, V - top_k:V - top_k + 1]
+        z = np.where(z < kth, -np.inf, z)
+    z = z - z.max(1, keepdims=True)
+    p = np.exp(z)
+    p /= p.sum(1, keepdims=True)
+    if top_p < 1.0:
+        order = np.argsort(-p, axis=1, kind="stable")
+        ps = np.take_along_axis(p, order, 1)
+        keep_sorted = np.cumsum(ps, 1) - ps < top_p          # the smallest set reaching top_p
+        keep = np.zeros_like(keep_sorted)
+        np.put_along_axis(keep, order, keep_sorted, 1)
+        p = np.where(keep, p, 0.0)
+        p /= p.sum(1, keepdims=True)
+    u = rng.random(N)
+    cdf = np.cumsum(p, 1)
+    idx = (cdf < u[:, None] * cdf[:, -1:]).sum(1)
+    return np.minimum(idx, V - 1)
+
+
+class Sampler:
+    def __init__(self, model, seed=0, rng=None):
+        self.model = model
+        self.vocab = Vocab(model.vocab)
+        self.rng = rng if rng is not None else np.random.default_rng(seed)
+
+    def encode_prime(self, prime):
+        bad = self.vocab.unknown(prime)
+        if bad:
+            raise DataError(f"the prime holds {describe_unknown(bad)} not in the model's vocabulary")
+        return self.vocab.encode(prime)
+
+    def next_logits(self, x, state):
+        """Scores (N, V) for the next character after inputs x (N, T), and the new state."""
+        z, state = self.model.logits(x, state)
+        return z[:, -1], state
+
+    def generate(self, length, num=1, prime="", temperature=1.0, top_k=0, top_p=1.0, argmax=False):
+        """Yield `length` arrays of num indices each: the characters that follow the prime.
+
+        Without a prime the model starts after a newline when the vocabulary has one, otherwise
+        from a uniformly drawn first character (which is yielded)."""
+        check_options(temperature, top_k, top_p)
+        if length <= 0:
+            return
+        kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, argmax=argmax)
+        if prime:
+            start = np.tile(self.encode_prime(prime), (num, 1))
+        elif "\n" in self.vocab.index:
+            start = np.full((num, 1), self.vocab.index["\n"], np.int64)
+        else:
+            first = self.rng.integers(0, len(self.vocab), num)
+            yield first
+            length -= 1
+            start = first[:, None]
+        z, state = self.next_logits(start, None)
+        for n in range(length):
+            nxt = pick(z, self.rng, **kw)
+            yield nxt
+            if n + 1 < length:
+                z, state = self.next_logits(nxt[:, None], state)
+
+    def sample(self, length, num=1, prime="", **kw):
+        """A list of num strings (without the prime)."""
+        cols = list(self.generate(length, num, prime, **kw))
+        if not cols:
+            return [""] * num
+        idx = np.stack(cols, 1)
+        return [self.vocab.decode(row) for row in idx]
