@@ -22,6 +22,10 @@ from .options import device_option, model_options
               help="Batch-1 sampling steps timed after training.")
 @click.option("--peak-size", type=click.IntRange(min=64), default=2048, show_default=True,
               help="n of the n x n x n float32 product that measures the machine's peak.")
+@click.option("--optimizer", type=click.Choice(["adam", "adamw", "rmsprop", "adagrad", "sgd"]), default="adam",
+              show_default=True, help="Optimizer of the profiled step.")
+@click.option("--clip", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Clip the global gradient norm to this (0: no clipping).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of TEXT.")
 @device_option()
@@ -30,7 +34,7 @@ from .options import device_option, model_options
               help="Write a Chrome trace (chrome://tracing, Perfetto) of the instrumented steps to FILE.")
 @friendly
 def profile(text, cell, gru_variant, peephole, hidden, layers, embed, batch, seq_len, steps, warmup, dtype,
-            sample_chars, peak_size, seed, encoding, device, as_json, trace):
+            sample_chars, peak_size, optimizer, clip, seed, encoding, device, as_json, trace):
     """Time each phase of a training step: input projection, recurrent forward and backward per
     layer, weight-gradient products, head and loss, clipping, optimizer, and a batch-1 sampling
     step; GFLOP/s against the machine's float32 product peak; JIT compile times; memory.
@@ -52,7 +56,7 @@ def profile(text, cell, gru_variant, peephole, hidden, layers, embed, batch, seq
     rep = profiler.run_profile(body, cell=cell, gru_variant=gru_variant, peephole=peephole, hidden=hidden,
                                layers=layers, embed=embed, batch=batch, seq_len=seq_len, steps=steps,
                                warmup=warmup, device=device, dtype=dtype, sample_chars=sample_chars,
-                               seed=seed, peak_n=peak_size)
+                               seed=seed, peak_n=peak_size, optimizer=optimizer, clip=clip)
     if trace:
         with open(trace, "w", encoding="utf-8") as f:
             json.dump(profiler.chrome_trace(rep), f)

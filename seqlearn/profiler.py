@@ -177,17 +177,17 @@ class CompileListener:
     @contextlib.contextmanager
     def installed(self, cuda=False):
         from numba.core import event as ev
-        mods = [ev]
+        mods = [(ev, "numba:compile")]
         if cuda:
             try:
                 from numba.cuda.core import event as cev
                 if cev is not ev:
-                    mods.append(cev)
+                    mods.append((cev, "numba-cuda:compile"))
             except ImportError:
                 pass
         outer = self
         adapters = []
-        for m in mods:
+        for m, kind in mods:
             class _Adapter(m.Listener):
                 def on_start(self, event):
                     outer.notify(event)
@@ -195,13 +195,13 @@ class CompileListener:
                 def on_end(self, event):
                     outer.notify(event)
             a = _Adapter()
-            m.register("numba:compile", a)
-            adapters.append((m, a))
+            m.register(kind, a)
+            adapters.append((m, kind, a))
         try:
             yield self
         finally:
-            for m, a in adapters:
-                m.unregister("numba:compile", a)
+            for m, kind, a in adapters:
+                m.unregister(kind, a)
 
 
 def _qualname(d):
@@ -356,7 +356,8 @@ def measure_peak(device, n=2048, repeats=3, simulator=False):
     elif device == "cpu":
         how = "njit np.dot (SciPy's OpenBLAS, as the cpu backend)"
         f = _njit_sgemm()
-        f(a[:8, :8], b[:8, :8], out[:8, :8].copy())
+        w = np.ones((8, 8), np.float32)
+        f(w, w, w.copy())
         run = lambda: f(a, b, out)  # noqa: E731
     else:
         if simulator:
@@ -505,31 +506,28 @@ class KernelTimer:
 # ---------------------------------------------------------------------------------------------
 # the optimizer used by the profiled step
 class _Optimizer:
-    """Clip by global norm, then Adam, through the backend's optim kernels (docs/backends.md).
-    Falls back to nothing (phases reported n/a) when the backend has no optim module yet."""
+    """The trainer's optimizer (seqlearn.optim.Optimizer): clip_grads(), then step(). Its kernel
+    module (``opt.k``) is swapped for the timing proxy in instrumented steps. When seqlearn.optim or
+    the backend's optim kernels are missing, clipping and the update are skipped (reported n/a)."""
 
-    def __init__(self, model, lr=2e-3, clip=5.0):
-        import importlib
-        self.model, self.lr, self.clip, self.t = model, lr, clip, 0
+    def __init__(self, model, name="adam", clip=5.0):
         try:
-            self.mod = importlib.import_module(f"seqlearn.{model.device}.optim")
+            from .optim import Optimizer
+            self.opt = Optimizer(model, name, clip=clip)
+            self.mod = self.opt.k
         except ImportError:
-            self.mod = None
-        if self.mod is not None:
-            ops = model.backend.ops
-            self.m = ops.zeros(model.flat.shape, model.dtype)
-            self.v = ops.zeros(model.flat.shape, model.dtype)
+            self.opt = self.mod = None
+
+    def state_bytes(self):
+        return 0 if self.opt is None else sum(_nbytes(v) for v in self.opt.state.values())
 
     def step(self, optim):
-        """optim: the (possibly proxied) optim module."""
-        if self.mod is None:
+        """optim: the kernel module to use (the real one or its timing proxy)."""
+        if self.opt is None:
             return None
-        g = self.model.grad_flat
-        norm = math.sqrt(float(optim.sumsq(g)))
-        if norm > self.clip:
-            optim.scale(g, self.clip / (norm + 1e-6))
-        self.t += 1
-        optim.adam(self.model.flat, g, self.m, self.v, self.lr, 0.9, 0.999, 1e-8, 0.0, False, self.t)
+        self.opt.k = optim
+        norm = self.opt.clip_grads()
+        self.opt.step()
         return norm
 
 
@@ -575,7 +573,7 @@ def _is_simulator():
 
 def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hidden=128, layers=2,
                 embed=0, batch=32, seq_len=64, steps=10, warmup=2, device="cpu", dtype="float32",
-                sample_chars=20, seed=0, peak_n=2048, encoding="utf-8"):
+                sample_chars=20, seed=0, peak_n=2048, encoding="utf-8", optimizer="adam", clip=5.0):
     """Profile `steps` training steps (after `warmup`); return the report as a dict (see
     docs/profile.md for every field)."""
     if steps < 1 or warmup < 1:
@@ -593,7 +591,7 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
             from numba import cuda
             sync = cuda.synchronize
         rec = Recorder(sync)
-        opt = _Optimizer(model)
+        opt = _Optimizer(model, optimizer, clip)
         classify = _classifier(model)
         plain_backend, plain_mod = model.backend, model.cell_impl.mod
         proxy = _BackendProxy(plain_backend, rec, classify, opt.mod)
@@ -732,7 +730,7 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
         "config": {"cell": cell, "gru_variant": gru_variant, "peephole": peephole, "hidden": hidden,
                    "layers": layers, "embed": embed, "batch": B, "seq_len": T, "vocab": model.V,
                    "params": model.num_params, "dtype": str(model.dtype), "device": device,
-                   "steps": steps, "warmup": warmup},
+                   "steps": steps, "warmup": warmup, "optimizer": optimizer, "clip": clip},
         "machine": _machine(device, simulator),
         "times_meaningful": not simulator,
         "step_ms": step_plain,
@@ -749,7 +747,7 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
         "compile": compile_rep,
         "memory": {"activations": activation_memory(model, T, B), "params_bytes": P_bytes,
                    "grads_bytes": _nbytes(model.grad_flat),
-                   "optimizer_bytes": 2 * P_bytes if opt.mod is not None else 0,
+                   "optimizer_bytes": opt.state_bytes(),
                    "peak_rss_bytes": peak_rss_bytes()},
         "kernels": kernels,
         "notes": [n for n in [dwhh_note] if n],
@@ -760,7 +758,8 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
         "_layers": model.L,
     }
     if opt.mod is None:
-        report["notes"].append("clipping and optimizer update: n/a (no optim kernels in this backend yet)")
+        report["notes"].append("clipping and optimizer update: n/a (seqlearn.optim or this backend's optim "
+                               "kernels are not available)")
     if simulator:
         report["notes"].append("CUDA simulator: every time here is Python time; none says anything "
                                "about a GPU")
@@ -859,7 +858,10 @@ def _fmt(v, spec, none="-"):
 
 
 def _mib(b):
-    return f"{b / 2 ** 20:.1f} MiB"
+    for unit, k in (("GiB", 2 ** 30), ("MiB", 2 ** 20), ("KiB", 2 ** 10)):
+        if b >= k:
+            return f"{b / k:.1f} {unit}"
+    return f"{b} B"
 
 
 def format_report(r):
