@@ -1,0 +1,305 @@
+"""The cpu (numba) backend equals the ref (numpy) backend buffer by buffer.
+
+Tolerances (max abs difference over max abs value of the ref buffer): float64 1e-10 (both compute
+the exact functions; only rounding order differs), float32 1e-4 (the cpu kernels use rational
+tanh/sigmoid approximations within a few float32 ulps)."""
+import math
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import seqlearn
+import seqlearn.cpu as cpu
+import seqlearn.ref as ref
+from seqlearn.gradcheck import check_model
+
+from conftest import CELL_CONFIGS, CELL_IDS, random_batch, random_state
+
+TOL = {"float64": 1e-10, "float32": 1e-4}
+DTYPES = ["float64", "float32"]
+
+
+def rel(a, b):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+def assert_close(a, b, tol, what):
+    r = rel(a, b)
+    assert r < tol, f"{what}: relative difference {r:.3g} >= {tol:g}"
+
+
+# ---- model level: every cell, L in {1, 2}, one-hot / embedding, zero / nonzero state ------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("nonzero_state", [False, True], ids=["zero-state", "state"])
+@pytest.mark.parametrize("E", [0, 5], ids=["onehot", "embed"])
+@pytest.mark.parametrize("L", [1, 2])
+@pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
+def test_model_cpu_equals_ref(cell, kw, L, E, nonzero_state, dtype):
+    tol = TOL[dtype]
+    out = {}
+    for dev in ("ref", "cpu"):
+        m = seqlearn.CharLM("abcdefg", cell=cell, hidden_size=6, num_layers=L, embed_dim=E,
+                            dtype=dtype, device=dev, seed=3, **kw)
+        x, y = random_batch(7, B=3, T=5, seed=4)
+        state = random_state(m, 3) if nonzero_state else None
+        loss, grads, st = m.loss_and_grads(x, y, state)
+        ev, _ = m.evaluate(x, y, state)
+        lg, _ = m.logits(x, state)
+        out[dev] = (loss, {k: np.array(v) for k, v in grads.items()}, st, m.dstate, ev, lg)
+    (l0, g0, s0, d0, e0, z0), (l1, g1, s1, d1, e1, z1) = out["ref"], out["cpu"]
+    assert abs(l1 - l0) <= tol * abs(l0)
+    assert abs(e1 - e0) <= tol * abs(e0)
+    assert abs(e1 - l1) <= tol * abs(l1)
+    assert_close(z1, z0, tol, "logits")
+    assert set(g0) == set(g1)
+    for k in g0:
+        assert_close(g1[k], g0[k], tol, k)
+    pairs = zip(s1, s0) if cell == "lstm" else [(s1, s0)]
+    for a, b in pairs:
+        assert_close(a, b, tol, "final state")
+    pairs = zip(d1, d0) if cell == "lstm" else [(d1, d0)]
+    for a, b in pairs:
+        assert_close(a, b, tol, "d initial state")
+
+
+# ---- cell level: every workspace output and every gradient buffer -------------------------------
+
+def _cell_inputs(cell, kw, T, B, H, dtype, seed=0):
+    rng = np.random.default_rng(seed)
+    G = {"lstm": 4, "gru": 3, "rnn": 1}[cell]
+    r = lambda *s: (0.6 * rng.standard_normal(s)).astype(dtype)  # noqa: E731
+    d = dict(xg=r(T, B, G * H), W_hh=r(G * H, H), b_hh=r(G * H), h0=r(B, H), c0=r(B, H),
+             p=r(3, H) if kw.get("peephole") else None, dhs=r(T, B, H), dhT=r(B, H), dcT=r(B, H))
+    return d, G
+
+
+def _run_cell(backend, cell, kw, d, G, T, B, H, dtype, with_final_grad):
+    mod = getattr(backend, cell)
+    ws = mod.workspace(T, B, H, dtype)
+    z = lambda *s: np.zeros(s, dtype)  # noqa: E731
+    g = dict(dxg=z(T, B, G * H), dW_hh=0.1 * np.ones((G * H, H), dtype), db_hh=0.1 * np.ones(G * H, dtype),
+             dp=0.1 * np.ones((3, H), dtype) if d["p"] is not None else None, dh0=z(B, H), dc0=z(B, H))
+    dhs = d["dhs"].copy()
+    dhT = d["dhT"] if with_final_grad else None
+    dcT = d["dcT"] if with_final_grad else None
+    if cell == "lstm":
+        mod.forward(ws, d["xg"], d["W_hh"], d["b_hh"], d["p"], d["h0"], d["c0"])
+        mod.backward(ws, d["xg"], d["W_hh"], d["b_hh"], d["p"], dhs, dhT, dcT, g["dxg"], g["dW_hh"],
+                     g["db_hh"], g["dp"], g["dh0"], g["dc0"])
+    elif cell == "gru":
+        v = kw["gru_variant"]
+        mod.forward(ws, d["xg"], d["W_hh"], d["b_hh"], v, d["h0"])
+        mod.backward(ws, d["xg"], d["W_hh"], d["b_hh"], v, dhs, dhT, g["dxg"], g["dW_hh"], g["db_hh"], g["dh0"])
+    else:
+        mod.forward(ws, d["xg"], d["W_hh"], d["b_hh"], d["h0"])
+        mod.backward(ws, d["xg"], d["W_hh"], d["b_hh"], dhs, dhT, g["dxg"], g["dW_hh"], g["db_hh"], g["dh0"])
+    np.testing.assert_array_equal(dhs, d["dhs"])          # dhs is read, never written
+    return ws, g
+
+
+SHARED_WS = {"lstm": ["hs", "cs", "gates"], "gru": ["hs", "gates", "hn"], "rnn": ["hs"]}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("with_final_grad", [False, True], ids=["no-dhT", "dhT"])
+@pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
+def test_cell_buffers_cpu_equal_ref(cell, kw, with_final_grad, dtype):
+    tol = TOL[dtype]
+    T, B, H = 4, 3, 5
+    d, G = _cell_inputs(cell, kw, T, B, H, dtype)
+    ws0, g0 = _run_cell(ref, cell, kw, d, G, T, B, H, dtype, with_final_grad)
+    ws1, g1 = _run_cell(cpu, cell, kw, d, G, T, B, H, dtype, with_final_grad)
+    for k in SHARED_WS[cell]:
+        assert_close(ws1[k], ws0[k], tol, f"ws[{k!r}]")
+    for k, v in g0.items():
+        if v is None or (k == "dc0" and cell != "lstm"):
+            continue
+        assert_close(g1[k], v, tol, k)
+
+
+# ---- head and ops ----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_head_cpu_equals_ref(dtype):
+    tol = TOL[dtype]
+    rng = np.random.default_rng(5)
+    N, H, V = 11, 6, 9
+    h = rng.standard_normal((N, H)).astype(dtype)
+    W = rng.standard_normal((V, H)).astype(dtype)
+    b = rng.standard_normal(V).astype(dtype)
+    y = rng.integers(0, V, N).astype(np.int64)
+    outs = []
+    for be in (ref, cpu):
+        dh = np.zeros((N, H), dtype)
+        dW, db = np.full((V, H), 0.5, dtype), np.full(V, 0.5, dtype)
+        l1 = be.head.loss_backward(h, W, b, y, dh, dW, db)
+        l0 = be.head.loss(h, W, b, y)
+        z = np.zeros((N, V), dtype)
+        be.head.logits(h, W, b, z)
+        assert isinstance(l0, float) and isinstance(l1, float)
+        outs.append((l0, l1, dh, dW, db, z))
+    (a0, a1, *ra), (b0, b1, *rb) = outs
+    assert abs(b0 - a0) <= tol * a0 and abs(b1 - a1) <= tol * a1 and abs(a0 - a1) <= tol * a0
+    for name, u, v in zip(("dh", "dW", "db", "logits"), rb, ra):
+        assert_close(u, v, tol, name)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_ops_cpu_equal_ref(dtype):
+    tol = TOL[dtype]
+    rng = np.random.default_rng(6)
+    T, B, GH, I, V, D = 4, 3, 8, 5, 7, 3
+    r = lambda *s: rng.standard_normal(s).astype(dtype)  # noqa: E731
+    x = rng.integers(0, V, (T, B)).astype(np.int64)
+    W_ih, b_ih, dout = r(GH, V), r(GH), r(T, B, GH)
+    Wl, xl = r(GH, I), r(T * B, I)
+    E = r(V, D)
+    res = {}
+    for be in (ref, cpu):
+        o = {}
+        o["onehot"] = np.zeros((T, B, GH), dtype)
+        be.ops.project_onehot(W_ih, b_ih, x, o["onehot"])
+        o["dW_ih"], o["db_ih"] = np.ones((GH, V), dtype), np.ones(GH, dtype)
+        be.ops.project_onehot_backward(dout, x, o["dW_ih"], o["db_ih"])
+        o["linear"] = np.zeros((T * B, GH), dtype)
+        be.ops.linear(xl, Wl, b_ih, o["linear"])
+        o["dWl"], o["dbl"], o["dx"] = np.ones((GH, I), dtype), np.ones(GH, dtype), np.zeros((T * B, I), dtype)
+        be.ops.linear_backward(dout.reshape(T * B, GH), xl, Wl, o["dx"], o["dWl"], o["dbl"])
+        o["dWl2"], o["dbl2"] = np.ones((GH, I), dtype), np.ones(GH, dtype)
+        be.ops.linear_backward(dout.reshape(T * B, GH), xl, Wl, None, o["dWl2"], o["dbl2"])
+        o["lookup"] = np.zeros((T, B, D), dtype)
+        be.ops.lookup(E, x, o["lookup"])
+        o["dE"] = np.ones((V, D), dtype)
+        be.ops.lookup_backward(dout[:, :, :D].copy(), x, o["dE"])
+        o["mul"] = np.zeros((T, B, GH), dtype)
+        be.ops.mul(dout, o["onehot"], o["mul"])
+        res[be.name] = o
+    for k in res["ref"]:
+        assert_close(res["cpu"][k], res["ref"][k], tol, k)
+
+
+# ---- activations -------------------------------------------------------------------------------
+
+def test_activations():
+    from numba import njit
+    from seqlearn.cpu._act import sigmoid_, tanh_
+
+    @njit
+    def both(x, t, s):
+        for i in range(x.shape[0]):
+            t[i] = tanh_(x[i])
+            s[i] = sigmoid_(x[i])
+
+    x64 = np.concatenate([np.linspace(-30, 30, 200001), [0.0, -0.0, 1e-30, -1e-30, 1e30, -1e30]])
+    exact_t = np.tanh(x64)
+    with np.errstate(over="ignore"):
+        exact_s = 1.0 / (1.0 + np.exp(-x64))
+    t64, s64 = np.empty_like(x64), np.empty_like(x64)
+    both(x64, t64, s64)
+    assert np.array_equal(t64, np.array([math.tanh(v) for v in x64]))   # float64: exact functions
+    assert np.abs(s64 - exact_s).max() <= 1e-16
+    x32 = x64.astype(np.float32)
+    t32, s32 = np.empty_like(x32), np.empty_like(x32)
+    both(x32, t32, s32)
+    assert t32.dtype == np.float32
+    with np.errstate(over="ignore"):
+        et, es = np.tanh(x32.astype(np.float64)), 1 / (1 + np.exp(-x32.astype(np.float64)))
+    assert np.abs(t32 - et).max() < 5e-7                  # a few float32 ulps of 1
+    assert np.abs(s32 - es).max() < 3e-7
+    assert np.all(np.abs(t32) <= 1) and np.all((s32 >= 0) & (s32 <= 1))
+    small = np.abs(x32) < 1e-3
+    assert np.all(np.abs(t32[small] - et[small]) <= 1e-6 * np.abs(et[small]) + 1e-38)
+
+
+# ---- float64 central differences through the cpu kernels ---------------------------------------
+
+@pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
+def test_cpu_gradcheck(cell, kw):
+    m = seqlearn.CharLM("abcde", cell=cell, hidden_size=4, num_layers=2, embed_dim=3, dtype="float64",
+                        device="cpu", seed=7, **kw)
+    x, y = random_batch(5, B=2, T=3, seed=8)
+    errs = check_model(m, x, y, random_state(m, 2, seed=9))
+    assert "state.h0" in errs
+    assert max(errs.values()) < 1e-6, errs
+
+
+# ---- process-level properties -------------------------------------------------------------------
+
+def _run(code, env=None, cwd=None):
+    e = dict(os.environ)
+    e.update(env or {})
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
+                          env=e, cwd=cwd, timeout=300)
+
+
+def test_import_does_not_touch_numba_cuda():
+    r = _run("""
+        import sys, numpy as np, seqlearn
+        m = seqlearn.CharLM("abc", cell="rnn", hidden_size=3, num_layers=1, device="cpu", dtype="float64")
+        m.loss_and_grads(np.zeros((1, 2), int), np.zeros((1, 2), int))
+        bad = [k for k in sys.modules if k.startswith(("numba.cuda", "numba_cuda"))]
+        print("BAD", bad)
+        assert not bad
+    """)
+    assert r.returncode == 0, r.stderr + r.stdout
+
+
+def test_read_only_install_still_works(tmp_path):
+    """No writable cache anywhere numba looks: the package still imports and computes (the cache
+    moves to a temp dir). Made unwritable with files in the way, which holds even for root."""
+    import shutil
+    pkg = tmp_path / "site" / "seqlearn"
+    shutil.copytree(os.path.dirname(seqlearn.__file__), pkg,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "*.nbi", "*.nbc"))
+    for d in [pkg, *[p for p in pkg.rglob("*") if p.is_dir()]]:
+        (d / "__pycache__").write_text("a file where numba wants a directory")
+    blocker = tmp_path / "blocker"
+    blocker.write_text("")
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    r = _run("""
+        import os, sys, numpy as np
+        import seqlearn
+        assert seqlearn.__file__.startswith(os.environ["PKG_ROOT"]), seqlearn.__file__
+        from seqlearn.cpu import _jit
+        m = seqlearn.CharLM("abc", cell="gru", hidden_size=3, num_layers=1, device="cpu", dtype="float64")
+        loss, g, _ = m.loss_and_grads(np.zeros((1, 2), int), np.ones((1, 2), int))
+        assert np.isfinite(loss)
+        print("CACHE", _jit._fallback)
+    """, env={"PYTHONPATH": str(tmp_path / "site"), "PKG_ROOT": str(tmp_path / "site"),
+              "NUMBA_CACHE_DIR": str(blocker / "numba"), "HOME": str(blocker),
+              "XDG_CACHE_HOME": str(blocker / "cache"), "TMPDIR": str(tmp), "PYTHONDONTWRITEBYTECODE": "1"},
+             cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "CACHE {'dir': '" + str(tmp) in r.stdout, r.stdout
+    assert any(tmp.rglob("*.nbi")), "kernels should be cached in the temp dir"
+
+
+def test_no_writable_cache_at_all_compiles_without_cache(monkeypatch):
+    from seqlearn.cpu import _jit
+
+    def boom(*a, **k):
+        raise RuntimeError("cannot cache function 'f': no locator available for file 'x'")
+
+    def no_dir():
+        raise OSError("not writable")
+
+    real = _jit.numba.njit
+    calls = []
+
+    def fake_njit(**opts):
+        calls.append(opts["cache"])
+        return boom if opts["cache"] else real(**opts)
+
+    monkeypatch.setattr(_jit.numba, "njit", fake_njit)
+    monkeypatch.setattr(_jit, "_temp_cache_dir", no_dir)
+    monkeypatch.setattr(_jit, "_fallback", {"dir": None, "disabled": False})
+    f = _jit.jit(lambda a: a + 1)
+    assert f(1) == 2 and calls == [True, False]
