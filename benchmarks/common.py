@@ -1,0 +1,48 @@
+"""Shared helpers of the benchmarks: machine description, sgemm peak, medians, thread setup."""
+import datetime
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+
+def machine():
+    cpu = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, numpy {np.__version__}"
+
+
+def today():
+    return datetime.date.today().isoformat()
+
+
+def median(xs):
+    return statistics.median(xs)
+
+
+def sgemm_peak(n=2048, reps=3):
+    """GFLOP/s of a float32 n^3 product: (numpy @, njit np.dot = SciPy's BLAS, which seqlearn uses).
+    Best of reps (peak means the best the machine gives)."""
+    from seqlearn.cpu._blas import gemm_nt_probe
+    a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)
+    c = np.empty((n, n), np.float32)
+    out = []
+    for fn in (lambda: np.matmul(a, b, out=c), lambda: gemm_nt_probe(a, b, c)):
+        fn()
+        best = float("inf")
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            fn()
+            best = min(best, time.perf_counter() - t0)
+        out.append(2.0 * n ** 3 / best / 1e9)
+    return tuple(out)
