@@ -1,0 +1,166 @@
+"""seqlearn experiment memory | compare: measure what the lecture claims."""
+import json
+import math
+import sys
+
+import click
+
+from seqlearn.experiments import memory as M
+from seqlearn.experiments.plots import PlotUnavailable, check_available
+
+from .errors import friendly
+from .options import device_option
+
+
+def _int_list(ctx, param, value):
+    if value is None:
+        return None
+    try:
+        out = tuple(int(v) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter("expected comma-separated integers, e.g. 5,20,50") from None
+    if not out or min(out) < 2:
+        raise click.BadParameter("lags must be integers >= 2")
+    return out
+
+
+def _name_list(choices):
+    def cb(ctx, param, value):
+        if value is None:
+            return None
+        out = tuple(v.strip() for v in value.split(",") if v.strip())
+        bad = [v for v in out if v not in choices]
+        if bad or not out:
+            raise click.BadParameter(f"unknown {bad[0] if bad else 'empty list'}; choose from {', '.join(choices)}")
+        return out
+    return cb
+
+
+def _plot_ready(plot):
+    if plot:
+        try:
+            check_available()
+        except PlotUnavailable as e:
+            raise click.ClickException(str(e)) from None
+
+
+def _progress(quiet, to_stderr):
+    if quiet:
+        return None
+    return lambda msg: click.echo(msg, err=to_stderr)
+
+
+def _fmt(v, spec):
+    return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+
+
+@click.group()
+def experiment():
+    """Experiments that measure the lecture's claims about gated cells.
+
+    \b
+    Examples:
+      seqlearn experiment memory --quick
+      seqlearn experiment memory --plot docs/img/memory.png
+      seqlearn experiment compare data/tinyshakespeare.txt --quick
+    """
+
+
+@experiment.command()
+@click.option("--lags", callback=_int_list, default=None,
+              help="Comma-separated lags (default 5,20,50,100,200; --quick: 5,20,50).")
+@click.option("--cells", callback=_name_list(M.CELL_NAMES), default=None,
+              help=f"Comma-separated cells (default all: {','.join(M.CELL_NAMES)}).")
+@click.option("--hidden", type=click.IntRange(min=1), default=32, show_default=True,
+              help="Hidden size of the plain lstm; every other cell gets the hidden size whose parameter "
+                   "count is nearest to that lstm's.")
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-2, show_default=True,
+              help="Adam learning rate.")
+@click.option("--clip", type=click.FloatRange(min=0), default=1.0, show_default=True,
+              help="Gradient clipping threshold (0: none).")
+@click.option("--clip-mode", type=click.Choice(["norm", "value"]), default="norm", show_default=True)
+@click.option("--carry-bias", type=float, default=1.0, show_default=True,
+              help="Initial bias of the gate that keeps the memory: lstm forget gate, gru update gate.")
+@click.option("--max-steps", type=click.IntRange(min=1), default=None,
+              help="Updates per run before giving up (default 3000; --quick: 400).")
+@click.option("--max-seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Wall-clock seconds per run before giving up (default 40; --quick: 3).")
+@click.option("--solve-acc", type=click.FloatRange(0, 1), default=0.99, show_default=True,
+              help="Answer accuracy on 256 held-out sequences that counts as solved (training stops).")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--quick", is_flag=True, help="Lags 5,20,50 and short runs: about one minute.")
+@click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write accuracy and updates-to-solve against lag as a PNG (needs matplotlib).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list instead of a table.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@device_option()
+@friendly
+def memory(lags, cells, hidden, batch, lr, clip, clip_mode, carry_bias, max_steps, max_seconds, solve_acc,
+           seed, quick, plot, as_json, quiet, device):
+    """Which cells remember one character across LAG steps of distractors.
+
+    The task (remember the first symbol, after Hochreiter & Schmidhuber 1997): a key A-D, then
+    lag-2 random fillers a-d, then "?"; the answer is the key. Every cell (rnn, gru in both
+    variants, lstm, lstm with peepholes) is trained from scratch for every lag at an equal
+    parameter budget with Adam, until the answer accuracy on 256 held-out sequences reaches
+    --solve-acc or the run's step/time limit. Prints final accuracy (1000 fresh sequences) and
+    the number of updates it took to solve, per cell and lag.
+
+    \b
+    Examples:
+      seqlearn experiment memory --quick
+      seqlearn experiment memory --plot memory.png --json > memory.json
+      seqlearn experiment memory --cells lstm,gru-torch --lags 100 --carry-bias 0
+    """
+    _plot_ready(plot)
+    lags = lags or (M.QUICK_LAGS if quick else M.DEFAULT_LAGS)
+    cells = cells or M.CELL_NAMES
+    max_steps = max_steps or (400 if quick else 3000)
+    max_seconds = max_seconds or (3.0 if quick else 40.0)
+    log = _progress(quiet, to_stderr=True)
+    if log:
+        log(f"memory: lags {','.join(map(str, lags))}, cells {','.join(cells)}, lstm H={hidden}, batch {batch}, "
+            f"adam lr {lr:g}, clip {clip:g} ({clip_mode}), carry bias {carry_bias:g}, "
+            f"at most {max_steps} updates / {max_seconds:g} s per run, {device}")
+    done = (lambda r: log(f"{r['name']:<14} lag {r['lag']:>4}  acc {_fmt(r['accuracy'], '.3f')}  "
+                          f"solved at {_fmt(r['steps_to_solve'], 'd')}  ({r['steps']} updates, "
+                          f"{r['seconds']:.1f} s)")) if log else None
+    rows = M.run(lags, cells, hidden=hidden, batch=batch, lr=lr, clip=clip, clip_mode=clip_mode,
+                 carry_bias=carry_bias, max_steps=max_steps, max_seconds=max_seconds, solve_acc=solve_acc,
+                 seed=seed, device=device, on_row=done, eval_every=25)
+    if plot:
+        from seqlearn.experiments.plots import memory_plot
+        memory_plot(rows, plot, title=f"remember the first symbol: equal parameters (~{rows[0]['params']:,}), "
+                                      f"adam lr {lr:g}, clip {clip:g}, carry bias {carry_bias:g}")
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    else:
+        click.echo(memory_table(rows, max_steps))
+    if plot and log:
+        log(f"wrote {plot}")
+
+
+def memory_table(rows, max_steps=None):
+    """A Markdown table: one row per cell, one column per lag: accuracy and updates to solve."""
+    lags = sorted({r["lag"] for r in rows})
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    by = {(r["name"], r["lag"]): r for r in rows}
+    head = "| cell | H | params | " + " | ".join(f"lag {lag}" for lag in lags) + " |"
+    out = [head, "|" + "---|" * (3 + len(lags))]
+    for n in names:
+        first = next(r for r in rows if r["name"] == n)
+        cols = []
+        for lag in lags:
+            r = by.get((n, lag))
+            if r is None:
+                cols.append("")
+            else:
+                s = r["steps_to_solve"]
+                cols.append(f"{_fmt(r['accuracy'], '.2f')} ({s if s else 'not solved'})")
+        out.append(f"| {n} | {first['hidden']} | {first['params']:,} | " + " | ".join(cols) + " |")
+    out.append("")
+    out.append("answer accuracy on 1000 fresh sequences (updates until 0.99 on 256 held-out ones"
+               + (f"; 'not solved': not within the run's limit" if max_steps else "") + f"); chance "
+               f"{rows[0]['chance']:.2f}" if rows else "")
+    return "\n".join(out)

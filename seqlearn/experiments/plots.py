@@ -1,0 +1,90 @@
+"""PNG figures for the experiments. matplotlib is optional (the "plot" extra)."""
+
+
+class PlotUnavailable(RuntimeError):
+    """matplotlib is not installed."""
+
+
+def _pyplot():
+    try:
+        import matplotlib
+    except ImportError:
+        raise PlotUnavailable("--plot needs matplotlib: pip install 'seqlearn[plot]' "
+                              "(or pip install matplotlib)") from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    return plt
+
+
+def check_available():
+    """Raise PlotUnavailable now rather than after a long run."""
+    _pyplot()
+
+
+def _label(row):
+    return row["cell"] + ("" if row["variant"] == "-" else "-" + row["variant"])
+
+
+def memory_plot(rows, path, title=None):
+    """Answer accuracy against lag (left) and updates to solve against lag (right), one line per cell."""
+    plt = _pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90)
+    cells = list(dict.fromkeys(_label(r) for r in rows))
+    for name in cells:
+        rs = sorted((r for r in rows if _label(r) == name), key=lambda r: r["lag"])
+        lags = [r["lag"] for r in rs]
+        a1.plot(lags, [r["accuracy"] for r in rs], "o-", label=f"{name} (H={rs[0]['hidden']})")
+        solved = [(r["lag"], r["steps_to_solve"]) for r in rs if r["steps_to_solve"]]
+        if solved:
+            a2.plot(*zip(*solved), "o-", label=name)
+    if rows:
+        a1.axhline(rows[0]["chance"], color="gray", ls="--", lw=1, label="chance")
+    a1.set_xscale("log")
+    a1.set_xlabel("lag (characters between key and answer)")
+    a1.set_ylabel("answer accuracy")
+    a1.set_ylim(0, 1.05)
+    a1.legend(fontsize=7, loc="lower left")
+    a2.set_xscale("log")
+    a2.set_yscale("log")
+    a2.set_xlabel("lag")
+    a2.set_ylabel("updates to solve (solved runs)")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+        a.set_xticks(sorted({r["lag"] for r in rows}))
+        a.get_xaxis().set_major_formatter(plt.matplotlib.ticker.ScalarFormatter())
+        a.minorticks_off()
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def compare_plot(curves, rows, path, title=None):
+    """Validation bpc against wall-clock seconds (left) and final bpc against parameters (right).
+
+    curves: {label: [(seconds, bpc), ...]}; rows: dicts with "label", "params", "val_bpc", "setting"."""
+    plt = _pyplot()
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90)
+    for label, pts in curves.items():
+        if pts:
+            a1.plot(*zip(*pts), "-", label=label)
+    a1.set_xlabel("wall-clock seconds of training")
+    a1.set_ylabel("validation bpc")
+    a1.legend(fontsize=7)
+    for cell in dict.fromkeys(r["cell_label"] for r in rows):
+        rs = sorted((r for r in rows if r["cell_label"] == cell and r["setting"] == "params"),
+                    key=lambda r: r["params"])
+        if rs:
+            a2.plot([r["params"] for r in rs], [r["val_bpc"] for r in rs], "o-", label=cell)
+    a2.set_xscale("log")
+    a2.set_xlabel("parameters")
+    a2.set_ylabel("validation bpc (equal updates)")
+    a2.legend(fontsize=7)
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
