@@ -162,8 +162,15 @@ class CompileListener:
 
     def notify(self, event):
         if event.is_start:
-            self.stack.append([event.data["dispatcher"], time.perf_counter(), 0.0])
-        elif event.is_end and self.stack:
+            self._start(event.data["dispatcher"])
+        elif event.is_end:
+            self._end()
+
+    def _start(self, d):
+        self.stack.append([d, time.perf_counter(), 0.0])
+
+    def _end(self):
+        if self.stack:
             d, t0, child = self.stack.pop()
             dt = time.perf_counter() - t0
             if self.stack:
@@ -197,11 +204,35 @@ class CompileListener:
             a = _Adapter()
             m.register(kind, a)
             adapters.append((m, kind, a))
+        undo = self._patch_cuda_compile() if cuda else None
         try:
             yield self
         finally:
             for m, kind, a in adapters:
                 m.unregister(kind, a)
+            if undo:
+                undo()
+
+    def _patch_cuda_compile(self):
+        """numba-cuda's CUDADispatcher.compile emits no numba:compile event (0.30): time it directly,
+        for the duration of the profile only. Nothing to do under the simulator (no compiler)."""
+        if _is_simulator():
+            return None
+        try:
+            from numba.cuda.dispatcher import CUDADispatcher
+        except ImportError:
+            return None
+        orig = CUDADispatcher.compile
+        outer = self
+
+        def compile(self_, sig):
+            outer._start(self_)
+            try:
+                return orig(self_, sig)
+            finally:
+                outer._end()
+        CUDADispatcher.compile = compile
+        return lambda: setattr(CUDADispatcher, "compile", orig)
 
 
 def _qualname(d):
@@ -213,14 +244,12 @@ def _qualname(d):
 
 def _dispatchers(modules):
     """Every numba dispatcher defined in the given modules: qualified name -> dispatcher."""
-    try:
-        from numba.core.dispatcher import Dispatcher
-    except ImportError:  # pragma: no cover
-        return {}
     out = {}
     for m in modules:
         for v in vars(m).values():
-            if isinstance(v, Dispatcher) and getattr(v.py_func, "__module__", "") == m.__name__:
+            if isinstance(v, type) or not (hasattr(v, "py_func") and hasattr(v, "overloads")):
+                continue       # duck-typed: numba CPU dispatchers and numba-cuda CUDADispatchers
+            if getattr(v.py_func, "__module__", "") == m.__name__:
                 out[_qualname(v)] = v
     return out
 
@@ -240,7 +269,10 @@ def compile_report(listener, backend_modules, rec):
             hits, misses = sum(st.cache_hits.values()), sum(st.cache_misses.values())
         except Exception:  # noqa: BLE001 - cuda dispatchers or older numba
             hits = misses = None
-        nsig = len(getattr(d, "overloads", {}) or {})
+        try:
+            nsig = len(d.overloads)
+        except Exception:  # noqa: BLE001 - the simulator's fake overload table has no length
+            nsig = 0
         if not nsig and not r:
             continue          # never used in this configuration
         rows.append({"name": name, "signatures": nsig, "compile_s": round(r.get("inclusive", 0.0), 4),
@@ -622,8 +654,13 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
         est = _dwhh_estimator(device, model, T, B)
         est_times = []
         kt = KernelTimer(simulator) if device == "cuda" else None
+        kt_error = None
         if kt:
-            kt.install()
+            try:
+                kt.install()
+            except (ImportError, AttributeError) as e:    # another numba-cuda layout
+                kt_error = f"CUDA per-kernel events unavailable with this numba-cuda ({e})"
+                kt = None
         state = None
         plain_ms, inst_ms, step_bounds = [], [], []
         try:
@@ -776,6 +813,8 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
     if opt.mod is None:
         report["notes"].append("clipping and optimizer update: n/a (seqlearn.optim or this backend's optim "
                                "kernels are not available)")
+    if kt_error:
+        report["notes"].append(kt_error)
     if simulator:
         report["notes"].append("CUDA simulator: every time here is Python time; none says anything "
                                "about a GPU")
@@ -795,7 +834,7 @@ def _backend_modules(model, opt):
     import importlib
     mods = []
     name = model.device
-    for m in ("ops", "head", model.cell, "_blas", "_act", "_jit"):
+    for m in ("ops", "head", model.cell, "_blas", "_act", "_jit", "kernels", "persist"):
         try:
             mods.append(importlib.import_module(f"seqlearn.{name}.{m}"))
         except ImportError:
@@ -927,8 +966,8 @@ def format_report(r):
                  f"optimizer {_mib(m['optimizer_bytes'])}; peak RSS {_mib(m['peak_rss_bytes'])}")
     cp = r["compile"]
     lines.append("")
-    lines.append(f"JIT compile: {cp['total_compile_s']:.2f} s compiling in this run "
-                 f"(numba:compile events; 0 when everything came from the cache)")
+    lines.append(f"JIT compile: {cp['total_compile_s']:.2f} s compiling in this run (numba:compile events; "
+                 f"numba-cuda's CUDADispatcher.compile on a GPU; 0 when everything came from the cache)")
     if cp["functions"]:
         h2 = f"  {'jitted function':<44} {'sigs':>4} {'compile s':>9} {'self s':>7} {'cache hit/miss':>14}"
         lines.append(h2)
