@@ -1,0 +1,18 @@
+"""Launch sizes of the cuda backend (read by the Python launchers at launch time, never frozen
+into a kernel). The tests shrink them so that tiny problems still use several blocks."""
+
+TILE = 16            # tiled matrix product: TILE x TILE threads per block
+THREADS = 256        # elementwise / gather / scatter / optimizer kernels: threads per block
+MAX_BLOCKS = 4096    # grid-stride kernels never launch more blocks than this
+XENT_THREADS = 128   # softmax cross-entropy: threads per row (a power of two)
+REDUCE_THREADS = 256 # sum / sum of squares: threads per block (a power of two)
+SAMPLE_THREADS = 128 # sampler: threads per sequence (a power of two)
+
+# Persistent (grid-synchronised) recurrent kernels: "auto" uses them where they fit,
+# "never" always takes the per-step path, "always" raises when they do not fit.
+PERSISTENT = "auto"
+# The persistent kernels are written for one cooperative grid; the simulator can only run a
+# cooperative grid of one block, so tests set this to 1 there.
+PERSIST_MAX_BLOCKS = None   # None: ask the device
+PERSIST_J = (1, 2, 4, 8)    # hidden units per block the fit may choose from
+PERSIST_MAX_THREADS = 1024  # threads per block of the persistent kernels

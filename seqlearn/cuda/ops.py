@@ -1,0 +1,187 @@
+"""Non-recurrent pieces on the GPU: array helpers, one-hot projection, embedding, linear layers,
+and the tiled product every other module uses. Arrays are numba device arrays."""
+import numpy as np
+from numba import cuda
+
+from . import config
+from . import kernels as K
+
+
+def _grid(n):
+    t = config.THREADS
+    return max(1, min(config.MAX_BLOCKS, (n + t - 1) // t)), t
+
+
+def _flat(a):
+    return a.reshape(a.size) if a.ndim != 1 else a
+
+
+_DUMMY = {}
+
+
+def dummy(dtype):
+    """A 1-element device array standing in for an absent optional argument."""
+    key = np.dtype(dtype).str
+    d = _DUMMY.get(key)
+    if d is None:
+        d = _DUMMY[key] = cuda.to_device(np.zeros(1, dtype))
+    return d
+
+
+def dummy2(dtype):
+    key = "2" + np.dtype(dtype).str
+    d = _DUMMY.get(key)
+    if d is None:
+        d = _DUMMY[key] = cuda.to_device(np.zeros((1, 1), dtype))
+    return d
+
+
+# ---- array helpers ---------------------------------------------------------------------------
+def zeros(shape, dtype):
+    a = cuda.device_array(shape, np.dtype(dtype))
+    fill_zero(a)
+    return a
+
+
+def to_device(a):
+    return cuda.to_device(np.ascontiguousarray(a))
+
+
+def to_host(a):
+    if isinstance(a, np.ndarray):
+        return a
+    return a.copy_to_host()
+
+
+def fill_zero(a):
+    if a.size:
+        K.launch(K.k_fill, _grid(a.size), (_flat(a), 0.0,))
+
+
+def fill(a, v):
+    if a.size:
+        K.launch(K.k_fill, _grid(a.size), (_flat(a), float(v),))
+
+
+def copy(src, dst):
+    if dst.size:
+        K.launch(K.k_copy, _grid(dst.size), (_flat(src), _flat(dst),))
+
+
+def copy_new(a):
+    out = cuda.device_array(a.shape, a.dtype)
+    copy(a, out)
+    return out
+
+
+def mul(a, b, out):
+    if out.size:
+        K.launch(K.k_mul, _grid(out.size), (_flat(a), _flat(b), _flat(out),))
+
+
+def clip_all(x, lo, hi):
+    if x.size:
+        K.launch(K.k_clip, _grid(x.size), (_flat(x), float(lo), float(hi),))
+
+
+# ---- products ----------------------------------------------------------------------------------
+def matmul(A, B, C, bias=None, ta=False, tb=False, accumulate=False):
+    """C (M, N) = [C +] op(A) @ op(B) [+ bias]; op(X) = X.T when the flag is set. 2-D arrays of any
+    strides; tiled through shared memory (config.TILE)."""
+    M, N = C.shape
+    if M == 0 or N == 0:
+        return
+    tile = config.TILE
+    kern = K.get(K.build_matmul, tile, C.dtype.name)
+    grid = ((N + tile - 1) // tile, (M + tile - 1) // tile)
+    K.launch(kern, (grid, (tile, tile)), (A, B, C, dummy(C.dtype) if bias is None else bias, int(ta), int(tb),
+                                          int(accumulate), int(bias is not None)))
+
+
+def colsum(A, out, accumulate=True):
+    """out (+)= A.sum(0) for A (N, C)."""
+    C = A.shape[1]
+    if C:
+        t = config.THREADS
+        K.launch(K.k_colsum, ((C + t - 1) // t, t), (A, out, int(accumulate)))
+
+
+# ---- the backend convention ----------------------------------------------------------------------
+def project_onehot(W_ih, b_ih, x, out):
+    """out[t, b] = W_ih[:, x[t, b]] + b_ih."""
+    T, B, GH = out.shape
+    o = out.reshape(T * B, GH)
+    K.launch(K.k_project_onehot, _grid(o.size), (W_ih, b_ih, x.reshape(T * B), o,))
+
+
+def project_onehot_backward(dout, x, dW_ih, db_ih):
+    T, B, GH = dout.shape
+    flat = dout.reshape(T * B, GH)
+    K.launch(K.k_project_onehot_backward, _grid(flat.size), (flat, x.reshape(T * B), dW_ih,))
+    colsum(flat, db_ih)
+
+
+def linear(x, W, b, out):
+    """out = x @ W.T + b for x (N, I), W (O, I)."""
+    matmul(x, W, out, bias=b, tb=True)
+
+
+def linear_backward(dout, x, W, dx, dW, db):
+    """Accumulate dW += dout.T @ x, db += dout.sum(0); write dx = dout @ W unless dx is None."""
+    matmul(dout, x, dW, ta=True, accumulate=True)
+    colsum(dout, db)
+    if dx is not None:
+        matmul(dout, W, dx)
+
+
+def lookup(E, x, out):
+    T, B, D = out.shape
+    o = out.reshape(T * B, D)
+    K.launch(K.k_lookup, _grid(o.size), (E, x.reshape(T * B), o,))
+
+
+def lookup_backward(dout, x, dE):
+    T, B, D = dout.shape
+    flat = dout.reshape(T * B, D)
+    K.launch(K.k_lookup_backward, _grid(flat.size), (flat, x.reshape(T * B), dE,))
+
+
+# ---- reductions --------------------------------------------------------------------------------
+_RED = {}
+
+
+def _partials(n, dtype):
+    key = (n, np.dtype(dtype).str)
+    buf = _RED.get(key)
+    if buf is None:
+        buf = _RED[key] = cuda.device_array(n, np.dtype(dtype))
+    return buf
+
+
+def reduce_to(x, out, square=False):
+    """out[0] = sum(x) (or sum(x * x)) over a flat array, on the device (two passes), accumulated
+    in out's dtype."""
+    nt = config.REDUCE_THREADS
+    kern = K.get(K.build_reduce, nt, out.dtype.name)
+    x = _flat(x)
+    nb = max(1, min(1024, (x.size + nt - 1) // nt))
+    if nb == 1:
+        K.launch(kern, (1, nt), (x, out, int(square)))
+        return
+    part = _partials(nb, out.dtype)
+    K.launch(kern, (nb, nt), (x, part, int(square)))
+    K.launch(kern, (1, nt), (part, out, 0))
+
+
+def total(x, square=False, acc=None):
+    """sum(x) (or sum(x * x)) as a Python float: one scalar comes back to the host. acc: the
+    accumulation dtype (default: x's)."""
+    acc = np.dtype(acc or x.dtype)
+    key = ("scalar", acc.str)
+    out = _RED.get(key)
+    if out is None:
+        out = _RED[key] = cuda.device_array(1, acc)
+    if x.size == 0:
+        return 0.0
+    reduce_to(x, out, square)
+    return float(out.copy_to_host()[0])

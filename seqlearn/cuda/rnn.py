@@ -1,0 +1,43 @@
+"""Plain tanh RNN on the GPU: h' = tanh(xg + W_hh h + b_hh). Per-step path only (a tiled product
+and a pointwise kernel per step); the persistent kernels cover lstm and gru."""
+from . import config, ops
+from . import kernels as K
+
+G = 1
+
+
+def _pw(n):
+    t = config.THREADS
+    return (n + t - 1) // t, t
+
+
+def workspace(T, B, H, dtype):
+    z = lambda *s: ops.zeros(s, dtype)  # noqa: E731
+    return {"hs": z(T + 1, B, H), "a": z(B, H), "dh_next": z(B, H)}
+
+
+def forward(ws, xg, W_hh, b_hh, h0):
+    T, B, H = xg.shape
+    hs, a = ws["hs"], ws["a"]
+    ops.copy(h0, hs[0])
+    grid = _pw(B * H)
+    for t in range(T):
+        ops.matmul(hs[t], W_hh, a, bias=b_hh, tb=True)
+        K.launch(K.k_rnn_fwd_step, grid, (xg[t], a, hs[t + 1]))
+
+
+def backward(ws, xg, W_hh, b_hh, dhs, dhT, dxg, dW_hh, db_hh, dh0):
+    T, B, H = dhs.shape
+    hs, dh_next = ws["hs"], ws["dh_next"]
+    if dhT is None:
+        ops.fill_zero(dh_next)
+    else:
+        ops.copy(dhT, dh_next)
+    grid = _pw(B * H)
+    for t in range(T - 1, -1, -1):
+        K.launch(K.k_rnn_bwd_step, grid, (dhs[t], dh_next, hs[t + 1], dxg[t]))
+        ops.matmul(dxg[t], W_hh, dh_next)
+    flat = dxg.reshape(T * B, H)
+    ops.matmul(flat, hs[:T].reshape(T * B, H), dW_hh, ta=True, accumulate=True)
+    ops.colsum(flat, db_hh)
+    ops.copy(dh_next, dh0)
