@@ -54,6 +54,10 @@ _OPS_PHASE = {"project_onehot": "input", "linear": "input", "lookup": "input",
               "project_onehot_backward": "weight_grads", "linear_backward": "weight_grads",
               "lookup_backward": "weight_grads"}
 _CLIP_FNS = ("sumsq", "scale", "clip_value")
+# Sub-phase hooks: plain Python functions that a backend's cell module calls from its (Python-level)
+# backward, looked up as module globals at call time, so they can be wrapped for the run. When the
+# cpu backend computes dW_hh through one of these, it is timed in place instead of estimated.
+SUBPHASE_HOOKS = {"wgrad": "weight_grads", "backward_weights": "weight_grads"}
 CELL_MODULES = ("lstm", "gru", "rnn")
 
 
@@ -76,11 +80,14 @@ class Recorder:
         self.durations = {}       # fn -> [seconds] of calls in measured steps
         self.step = None          # None: warm-up
         self.depth = 0
+        self.parent = None
+        self.sub_events = []      # (phase, fn, t0, t1, step, enclosing phase)
 
     def timed(self, phase, fname, fn, args, kw):
         if self.depth:
             return fn(*args, **kw)
         self.depth = 1
+        self.parent = phase
         t0 = time.perf_counter()
         try:
             return fn(*args, **kw)
@@ -92,6 +99,19 @@ class Recorder:
             if self.step is not None:
                 self.events.append((phase, fname, t0, t1, self.step))
                 self.durations.setdefault(fname, []).append(t1 - t0)
+
+    def sub(self, phase, fname, fn, args, kw):
+        """A sub-phase hook: a call made from inside a timed backend call (e.g. the weight-gradient
+        product inside a cell's backward) whose time moves from the enclosing phase to `phase`."""
+        if self.depth != 1 or self.step is None or isinstance(self.step, tuple):
+            return fn(*args, **kw)
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kw)
+        finally:
+            self.sync()
+            t1 = time.perf_counter()
+            self.sub_events.append((phase, fname, t0, t1, self.step, self.parent))
 
 
 class _ModProxy:
@@ -644,9 +664,13 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
         proxy_mod = getattr(proxy, cell)
         plain_optim = opt.mod
 
+        hooks = _hooks(plain_mod, rec)
+
         def use(instrumented):
             model.backend = proxy if instrumented else plain_backend
             model.cell_impl.mod = proxy_mod if instrumented else plain_mod
+            for name, (orig, wrapped) in hooks.items():
+                setattr(plain_mod, name, wrapped if instrumented else orig)
             return proxy.optim if (instrumented and opt.mod is not None) else plain_optim
 
         rng = np.random.default_rng(seed)
@@ -727,7 +751,19 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
             continue
         per_phase[phase] = per_phase.get(phase, 0.0) + (t1 - t0) * 1e3
         calls[phase] = calls.get(phase, 0) + 1
+    moved_in_place = 0
+    for phase, fname, t0, t1, step, parent in rec.sub_events:
+        per_phase[parent] = per_phase.get(parent, 0.0) - (t1 - t0) * 1e3
+        per_phase[phase] = per_phase.get(phase, 0.0) + (t1 - t0) * 1e3
+        calls[phase] = calls.get(phase, 0) + 1
+        moved_in_place += 1
     dwhh_note = None
+    measured = moved_in_place > 0
+    if measured:
+        est = None
+        dwhh_note = (f"dW_hh timed in place: the backend's backward calls "
+                     f"{', '.join(sorted({e[1] for e in rec.sub_events}))} from Python; that time is moved "
+                     f"from recurrent backward to weight-gradient products")
     split = est is not None
     if split:
         est_s, how = statistics.median(est_times), est[1]
@@ -742,7 +778,7 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
         dwhh_note = (f"dW_hh (one product per layer after the time loop, inside the backend's backward) "
                      f"timed separately between the measured steps: {est_s * 1e3:.3f} ms per layer (median) "
                      f"via {how}; moved from recurrent backward to weight-gradient products")
-    flops = phase_flops(model, T, B, split)
+    flops = phase_flops(model, T, B, split or measured)
     peak = measure_peak(device, n=peak_n, simulator=simulator)
     step_inst = statistics.mean(inst_ms)
     step_plain = statistics.mean(plain_ms)
@@ -808,6 +844,7 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
         "_events": rec.events,
         "_step_bounds": step_bounds,
         "_dwhh_est_ms": est_s * 1e3 if split else None,
+        "_sub_events": rec.sub_events,
         "_layers": model.L,
     }
     if opt.mod is None:
@@ -819,6 +856,22 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
         report["notes"].append("CUDA simulator: every time here is Python time; none says anything "
                                "about a GPU")
     return report
+
+
+def _hooks(mod, rec):
+    """{name: (original, timing wrapper)} for the SUBPHASE_HOOKS plain Python functions of mod."""
+    import types
+    out = {}
+    for name, phase in SUBPHASE_HOOKS.items():
+        fn = vars(mod).get(name)
+        if not isinstance(fn, types.FunctionType):
+            continue       # absent, or a jitted function (jitted callers bind it at compile time)
+        fname = f"{mod.__name__.rsplit('.', 1)[-1]}.{name}"
+
+        def wrapped(*args, _fn=fn, _phase=phase, _fname=fname, **kw):
+            return rec.sub(_phase, _fname, _fn, args, kw)
+        out[name] = (fn, wrapped)
+    return out
 
 
 def _sample_one(model, c, state, rng):
@@ -905,6 +958,9 @@ def chrome_trace(report):
             continue
         out.append({"name": label(phase), "cat": phase, "ph": "X", "ts": us(t0), "dur": us(t1) - us(t0),
                     "pid": 1, "tid": 1, "args": {"fn": fname, "step": step}})
+    for phase, fname, t0, t1, step, _parent in report.get("_sub_events", []):
+        out.append({"name": label(phase), "cat": phase, "ph": "X", "ts": us(t0), "dur": us(t1) - us(t0),
+                    "pid": 1, "tid": 1, "args": {"fn": fname, "step": step, "inside": _parent}})
     return {"traceEvents": out, "displayTimeUnit": "ms"}
 
 
@@ -956,7 +1012,7 @@ def format_report(r):
                      f"{_fmt(None if s['peak_fraction'] is None else s['peak_fraction'] * 100, '.0f'):>7}"
                      f"{'' if s['peak_fraction'] is None else '%'}")
     for n in r["notes"]:
-        lines.append(f"* {n}" if "dW_hh" in n else f"  {n}")
+        lines.append(f"* {n}" if "timed separately" in n else f"  {n}")
     m = r["memory"]
     a = m["activations"]
     lines.append("")
@@ -973,7 +1029,8 @@ def format_report(r):
         lines.append(h2)
         for f in cp["functions"]:
             hm = "-" if f["cache_hits"] is None else f"{f['cache_hits']}/{f['cache_misses']}"
-            lines.append(f"  {f['name']:<44} {f['signatures']:>4} {f['compile_s']:9.3f} {f['compile_self_s']:7.3f} "
+            nm = f["name"].replace("seqlearn.", "", 1).replace(".<locals>", "")
+            lines.append(f"  {nm:<44} {f['signatures']:>4} {f['compile_s']:9.3f} {f['compile_self_s']:7.3f} "
                          f"{hm:>14}")
     lines.append(f"  {'entry point (what the model calls)':<44} {'first call ms':>13} {'steady ms':>10}")
     for e in cp["entry_points"]:

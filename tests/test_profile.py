@@ -155,8 +155,36 @@ def test_cpu_backend_compile_report():
         if f["cache_hits"] is not None and f["signatures"]:
             assert f["cache_hits"] + f["cache_misses"] >= 1
     assert "njit np.dot" in doc["peak"]["how"]
+    # dW_hh is either timed in place (a Python-level hook in the backward) or estimated beside it
     assert any("dW_hh" in n for n in doc["notes"])
-    assert "recurrent backward L0 *" in profiler.format_report(r)
+    wg = next(p for p in doc["phases"] if p["name"] == "weight_grads")
+    assert wg["flops_per_step"] > 0
+    if r["_sub_events"]:
+        assert "estimated" not in wg
+        tr = profiler.chrome_trace(r)
+        assert any(e.get("args", {}).get("inside") == "backward_l0" for e in tr["traceEvents"])
+    else:
+        assert wg["estimated"] and "recurrent backward L0 *" in profiler.format_report(r)
+
+
+def test_subphase_hook_moves_time_to_its_phase():
+    import types
+    mod = types.ModuleType("fakecell")
+    exec("import time\n"
+         "def wgrad(x):\n    time.sleep(0.002)\n    return x\n"
+         "def backward(x):\n    time.sleep(0.001)\n    return wgrad(x) + 1\n", mod.__dict__)
+    rec = profiler.Recorder()
+    hooks = profiler._hooks(mod, rec)
+    assert set(hooks) == {"wgrad"}
+    mod.wgrad = hooks["wgrad"][1]
+    rec.step = 0
+    assert rec.timed("backward_l0", "fakecell.backward", mod.backward, (1,), {}) == 2
+    rec.step = None
+    assert mod.wgrad(5) == 5                    # outside a measured step: passes through
+    (phase, fname, t0, t1, step, parent), = rec.sub_events
+    assert (phase, fname, step, parent) == ("weight_grads", "fakecell.wgrad", 0, "backward_l0")
+    (_, _, o0, o1, _), = rec.events
+    assert o0 <= t0 <= t1 <= o1
 
 
 def test_gpu_path_under_the_simulator():
