@@ -8,16 +8,17 @@ another is being timed (the sampling step runs a whole forward pass) belongs to 
 Training steps alternate between the plain model and the proxied one, so the step time with and
 without instrumentation comes from the same stretch of (shared, noisy) machine time.
 
-Phases (``PHASES``): input gather/projection, recurrent forward per layer, recurrent backward per
-layer, weight-gradient products, head and loss, clipping, optimizer update, other backend calls
+Phases (``PHASE_LABELS``): input gather/projection, recurrent forward per layer, recurrent backward
+per layer, weight-gradient products, head and loss, clipping, optimizer update, other backend calls
 (zeroing, copies, transfers), and what is left of the step: Python glue. The batch-1 sampling step
 is timed separately (it is not part of a training step).
 
 The recurrent weight gradient ``dW_hh += dG.T @ h_prev`` is computed inside each backend's
-``backward`` (one product after the time loop), so it cannot be timed from outside. It is timed
-separately on the same shapes through the same product routine (the cpu backend's ``acc_tn``, numpy
-``@`` for ref) and moved from "recurrent backward" to "weight-gradient products"; the output says
-so (``estimated``). On cuda it stays inside the recurrent backward.
+``backward`` (one product after the time loop). Where the cell module calls a plain Python function
+for it (``SUBPHASE_HOOKS``, e.g. the cpu backend's ``wgrad``), that function is wrapped for the run
+and timed in place; where the product is inside jitted code, it is timed separately on the same
+shapes through the same routine and moved from "recurrent backward" to "weight-gradient products"
+(marked ``estimated``). On cuda it stays inside the recurrent backward.
 
 GPU: every proxied call is followed by ``cuda.synchronize()`` so the phase times are wall times of
 finished work; each kernel launch is also bracketed by CUDA events, and each kernel's registers,
@@ -34,7 +35,6 @@ import time
 
 import numpy as np
 
-from . import params as P
 from .model import CharLM
 
 PHASE_LABELS = {
@@ -1042,6 +1042,7 @@ def format_report(r):
                      f"{'local B/thr':>11}")
         for k in r["kernels"]:
             lines.append(f"  {k['name']:<32} {k['launches_per_step']:13g} {k['ms_per_step']:9.3f} "
-                         f"{_fmt(k['regs_per_thread'], 'd', 'n/a'):>8} {_fmt(k['shared_mem_per_block'], 'd', 'n/a'):>12} "
+                         f"{_fmt(k['regs_per_thread'], 'd', 'n/a'):>8} "
+                         f"{_fmt(k['shared_mem_per_block'], 'd', 'n/a'):>12} "
                          f"{_fmt(k['local_mem_per_thread'], 'd', 'n/a'):>11}")
     return "\n".join(lines)
