@@ -23,6 +23,21 @@ TOL = {"float64": 1e-10, "float32": 1e-4}
 DTYPES = ["float64", "float32"]
 
 
+def use_threads(monkeypatch, n):
+    """Run the cpu kernels on n threads with chunks as small as one row, so that tiny test sizes
+    exercise the chunked paths (batch chunks, weight-gradient row blocks)."""
+    from seqlearn.cpu import _threads
+    monkeypatch.setattr(_threads, "NUM_THREADS", n)
+    monkeypatch.setattr(_threads, "MIN_ROWS", 1)
+    monkeypatch.setattr(_threads, "MIN_WROWS", 1)
+
+
+@pytest.fixture(params=[1, 3], ids=["1thread", "3threads"])
+def threads(request, monkeypatch):
+    use_threads(monkeypatch, request.param)
+    return request.param
+
+
 def rel(a, b):
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     assert a.shape == b.shape
@@ -41,7 +56,8 @@ def assert_close(a, b, tol, what):
 @pytest.mark.parametrize("E", [0, 5], ids=["onehot", "embed"])
 @pytest.mark.parametrize("L", [1, 2])
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
-def test_model_cpu_equals_ref(cell, kw, L, E, nonzero_state, dtype):
+def test_model_cpu_equals_ref(cell, kw, L, E, nonzero_state, dtype, monkeypatch):
+    use_threads(monkeypatch, 3)     # B = 3: three one-row chunks
     tol = TOL[dtype]
     out = {}
     for dev in ("ref", "cpu"):
@@ -110,7 +126,7 @@ SHARED_WS = {"lstm": ["hs", "cs", "gates"], "gru": ["hs", "gates", "hn"], "rnn":
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("with_final_grad", [False, True], ids=["no-dhT", "dhT"])
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
-def test_cell_buffers_cpu_equal_ref(cell, kw, with_final_grad, dtype):
+def test_cell_buffers_cpu_equal_ref(cell, kw, with_final_grad, dtype, threads):
     tol = TOL[dtype]
     T, B, H = 4, 3, 5
     d, G = _cell_inputs(cell, kw, T, B, H, dtype)
@@ -127,7 +143,7 @@ def test_cell_buffers_cpu_equal_ref(cell, kw, with_final_grad, dtype):
 # ---- head and ops ----------------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_head_cpu_equals_ref(dtype):
+def test_head_cpu_equals_ref(dtype, threads):
     tol = TOL[dtype]
     rng = np.random.default_rng(5)
     N, H, V = 11, 6, 9
@@ -152,7 +168,7 @@ def test_head_cpu_equals_ref(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_ops_cpu_equal_ref(dtype):
+def test_ops_cpu_equal_ref(dtype, threads):
     tol = TOL[dtype]
     rng = np.random.default_rng(6)
     T, B, GH, I, V, D = 4, 3, 8, 5, 7, 3
@@ -221,7 +237,8 @@ def test_activations():
 # ---- float64 central differences through the cpu kernels ---------------------------------------
 
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
-def test_cpu_gradcheck(cell, kw):
+def test_cpu_gradcheck(cell, kw, monkeypatch):
+    use_threads(monkeypatch, 2)
     m = seqlearn.CharLM("abcde", cell=cell, hidden_size=4, num_layers=2, embed_dim=3, dtype="float64",
                         device="cpu", seed=7, **kw)
     x, y = random_batch(5, B=2, T=3, seed=8)

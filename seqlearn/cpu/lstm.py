@@ -3,12 +3,14 @@
 Per step: one product ``h_{t-1} @ W_hh.T`` for all four gates into a preallocated (B, 4H) buffer,
 then one fused loop for the nonlinearities and the state update. Backward: one fused loop and one
 product ``da @ W_hh`` per step; ``dW_hh`` is one product over all steps after the loop.
-The workspace also keeps tanh(c_t) ("tcs"), so backward reuses it instead of recomputing it.
+The batch is split into chunks that run their whole time loop on separate threads (see
+_threads.py). The workspace also keeps tanh(c_t) ("tcs"), reused by backward.
 """
 import numpy as np
 
+from . import _threads
 from ._act import sigmoid_, tanh_
-from ._blas import acc_colsum, acc_tn, copy2
+from ._blas import N_, T_, consts, rgemm, wgrad
 from ._jit import jit
 
 G = 4
@@ -27,16 +29,20 @@ def workspace(T, B, H, dtype):
 
 
 @jit
-def _forward(xg, W_hh, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a):
+def _forward(xg, W_hh, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1):
+    """Rows b0:b1 of the batch, all T steps."""
     T, B, GH = xg.shape
     H = GH // 4
-    copy2(h0, hs[0])
-    copy2(c0, cs[0])
-    WT = W_hh.T
-    one = hs.dtype.type(1.0)
+    ab = consts(hs)
+    isz = hs.itemsize
+    for b in range(b0, b1):
+        for j in range(H):
+            hs[0, b, j] = h0[b, j]
+            cs[0, b, j] = c0[b, j]
     for t in range(T):
-        np.dot(hs[t], WT, a)
-        for b in range(B):
+        rgemm(ab, N_, T_, b1 - b0, GH, H, hs.ctypes.data + ((t * B + b0) * H) * isz, H,
+              W_hh.ctypes.data, H, False, a.ctypes.data + b0 * GH * isz, GH)
+        for b in range(b0, b1):
             ar = a[b]
             xr = xg[t, b]
             gr = gates[t, b]
@@ -80,15 +86,17 @@ def _forward(xg, W_hh, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a):
                     hn[j] = o * tc
 
 
-
 @jit
-def _backward(hs, cs, gates, tcs, W_hh, p, peep, dhs, dh, dc, dxg, dW_hh, db_hh, dp, dh0, dc0):
-    """dh, dc (B, H) hold dhT, dcT on entry and are the carried gradients."""
+def _backward(hs, cs, gates, tcs, W_hh, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0, b0, b1):
+    """Rows b0:b1, all T steps. dh, dc (B, H) hold dhT, dcT on entry and carry the gradients;
+    dp: this chunk's own (3, H) partial sum."""
     T, B, GH = dxg.shape
     H = GH // 4
     one = hs.dtype.type(1.0)
+    ab = consts(hs)
+    isz = hs.itemsize
     for t in range(T - 1, -1, -1):
-        for b in range(B):
+        for b in range(b0, b1):
             gr = gates[t, b]
             tr = tcs[t, b]
             cp = cs[t, b]
@@ -142,13 +150,12 @@ def _backward(hs, cs, gates, tcs, W_hh, p, peep, dhs, dh, dc, dxg, dW_hh, db_hh,
                     da[H + j] = daf
                     da[2 * H + j] = dag
                     da[3 * H + j] = dao
-        np.dot(dxg[t], W_hh, dh)
-    copy2(dh, dh0)
-    copy2(dc, dc0)
-    d2 = dxg.reshape(T * B, GH)
-    acc_tn(dW_hh, d2, hs[:T].reshape(T * B, H))
-    acc_colsum(db_hh, d2)
-
+        rgemm(ab, N_, N_, b1 - b0, H, GH, dxg.ctypes.data + ((t * B + b0) * GH) * isz, GH,
+              W_hh.ctypes.data, H, False, dh.ctypes.data + b0 * H * isz, H)
+    for b in range(b0, b1):
+        for j in range(H):
+            dh0[b, j] = dh[b, j]
+            dc0[b, j] = dc[b, j]
 
 
 def _dummy(dtype):
@@ -158,8 +165,9 @@ def _dummy(dtype):
 def forward(ws, xg, W_hh, b_hh, p, h0, c0):
     """Fill ws from the input pre-activations xg (T, B, 4H). p is None or (3, H)."""
     peep = p is not None
-    _forward(xg, W_hh, b_hh, p if peep else _dummy(xg.dtype), peep, h0, c0,
-             ws["hs"], ws["cs"], ws["gates"], ws["tcs"], ws["a"])
+    p = p if peep else _dummy(xg.dtype)
+    args = (xg, W_hh, b_hh, p, peep, h0, c0, ws["hs"], ws["cs"], ws["gates"], ws["tcs"], ws["a"])
+    _threads.run(_forward, [args + c for c in _threads.chunks(xg.shape[1])])
 
 
 def backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, dc0):
@@ -173,7 +181,14 @@ def backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, d
         dc.fill(0)
     else:
         dc[...] = dcT
+    T, B, H = dhs.shape
     peep = p is not None
-    d = _dummy(dxg.dtype)
-    _backward(ws["hs"], ws["cs"], ws["gates"], ws["tcs"], W_hh, p if peep else d, peep, dhs, dh, dc,
-              dxg, dW_hh, db_hh, dp if peep else d, dh0, np.empty_like(dc) if dc0 is None else dc0)
+    chunks = _threads.chunks(B)
+    dps = np.zeros((len(chunks), 3, H), dxg.dtype) if peep else np.zeros((len(chunks), 1, 1), dxg.dtype)
+    args = (ws["hs"], ws["cs"], ws["gates"], ws["tcs"], W_hh, p if peep else _dummy(dxg.dtype), peep, dhs,
+            dh, dc, dxg)
+    tail = (dh0, np.empty_like(dc) if dc0 is None else dc0)
+    _threads.run(_backward, [args + (dps[k],) + tail + c for k, c in enumerate(chunks)])
+    if peep:
+        dp += dps.sum(0)
+    wgrad(dxg.reshape(T * B, G * H), ws["hs"][:T].reshape(T * B, H), dW_hh, db_hh, consts(dxg))

@@ -1,9 +1,10 @@
 """Non-recurrent pieces, jitted where they compute: input projections (a one-hot input's
-projection is a row gather), embedding lookup, dropout mask product. Products go through njit
-``np.dot`` like the rest of the backend (one BLAS library, one thread pool)."""
+projection is a row gather), embedding lookup, dropout mask product. Products go through the
+backend's BLAS (_blas.rgemm), split over the worker threads by rows."""
 import numpy as np
 
-from ._blas import acc_colsum, acc_tn
+from . import _threads
+from ._blas import N_, T_, consts, rgemm, wgrad
 from ._jit import jit
 
 
@@ -53,21 +54,26 @@ def _project_onehot_backward(dout, x, dW_ih, db_ih):
 
 
 @jit
-def _linear(x, W, b, out):
-    np.dot(x, W.T, out)
-    N, O = out.shape
-    for n in range(N):
+def _linear(x, W, b, out, n0, n1):
+    """Rows n0:n1 of out = x @ W.T + b."""
+    I = x.shape[1]
+    O = out.shape[1]
+    isz = x.itemsize
+    rgemm(consts(x), N_, T_, n1 - n0, O, I, x.ctypes.data + n0 * I * isz, I, W.ctypes.data, I, False,
+          out.ctypes.data + n0 * O * isz, O)
+    for n in range(n0, n1):
         o = out[n]
         for k in range(O):
             o[k] += b[k]
 
 
 @jit
-def _linear_backward(dout, x, W, dx, want_dx, dW, db):
-    acc_tn(dW, dout, x)
-    acc_colsum(db, dout)
-    if want_dx:
-        np.dot(dout, W, dx)
+def _linear_dx(dout, W, dx, n0, n1):
+    """Rows n0:n1 of dx = dout @ W."""
+    O, I = W.shape
+    isz = dout.itemsize
+    rgemm(consts(dout), N_, N_, n1 - n0, I, O, dout.ctypes.data + n0 * O * isz, O, W.ctypes.data, I, False,
+          dx.ctypes.data + n0 * I * isz, I)
 
 
 @jit
@@ -111,13 +117,14 @@ def project_onehot_backward(dout, x, dW_ih, db_ih):
 
 def linear(x, W, b, out):
     """out = x @ W.T + b for x (N, I), W (O, I)."""
-    _linear(x, W, b, out)
+    _threads.run(_linear, [(x, W, b, out, n0, n1) for n0, n1 in _threads.chunks(x.shape[0])])
 
 
 def linear_backward(dout, x, W, dx, dW, db):
     """Accumulate dW, db; write dx = dout @ W unless dx is None."""
-    want = dx is not None
-    _linear_backward(dout, x, W, dx if want else np.zeros((1, 1), dout.dtype), want, dW, db)
+    wgrad(dout, x, dW, db, consts(dout))
+    if dx is not None:
+        _threads.run(_linear_dx, [(dout, W, dx, n0, n1) for n0, n1 in _threads.chunks(dout.shape[0])])
 
 
 def lookup(E, x, out):
