@@ -167,6 +167,7 @@ class Trainer:
         self.last_val = None
         self.elapsed_before = 0.0
         self.interrupted = False
+        self._phase = None          # "forward" / "update" while a step is half done
         if _resume is None:
             self._init_dir()
             self._write_config()
@@ -420,7 +421,7 @@ class Trainer:
                             self.progress(self._status(loss, None, step_time, target, t0))
                         self.after_step()
                 except KeyboardInterrupt:
-                    if getattr(self, "_phase", None) == "update":
+                    if self._phase == "update":
                         self._end_progress()
                         self.echo(f"interrupted during an update at step {self.step}; last.npz not "
                                   f"written (the previous one is kept)")
