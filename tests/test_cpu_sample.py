@@ -1,0 +1,48 @@
+"""The jitted generation loop (seqlearn.cpu.sample_kernels) draws the same characters as
+seqlearn.sample.pick driven by CharLM.logits one step at a time, and ends in the same state."""
+import numpy as np
+import pytest
+
+import seqlearn
+from seqlearn.cpu import sample_kernels as sk
+from seqlearn.sample import pick
+
+from conftest import CELL_CONFIGS, CELL_IDS
+
+OPTIONS = [dict(), dict(temperature=0.7, top_k=4), dict(top_p=0.8), dict(argmax=True)]
+
+
+@pytest.mark.parametrize("E", [0, 4], ids=["onehot", "embed"])
+@pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
+def test_generate_matches_step_loop(cell, kw, E):
+    m = seqlearn.CharLM("abcdefghij", cell=cell, hidden_size=6, num_layers=2, embed_dim=E, dtype="float64",
+                        device="cpu", seed=1, **kw)
+    N, length = 3, 12
+    z0, st = m.logits(np.array([[1, 2], [3, 4], [5, 6]]), None)
+    z0 = z0[:, -1]
+    for opts in OPTIONS:
+        rng = np.random.default_rng(5)
+        idx, zf, sf = sk.generate(m, z0, st, rng.random((length, N)), **opts)
+        rng = np.random.default_rng(5)
+        z, s, cols = z0, st, []
+        for _ in range(length):
+            nxt = pick(z, rng, **opts)
+            cols.append(nxt)
+            zz, s = m.logits(nxt[:, None], s)
+            z = zz[:, -1]
+        np.testing.assert_array_equal(idx, np.stack(cols, 1), err_msg=str(opts))
+        np.testing.assert_allclose(zf, z, rtol=0, atol=1e-12)
+        for a, b in (zip(sf, s) if cell == "lstm" else [(sf, s)]):
+            np.testing.assert_allclose(a, b, rtol=0, atol=1e-12)
+
+
+def test_generate_float32_and_blocks_chain():
+    m = seqlearn.CharLM("abcdefgh", cell="lstm", hidden_size=8, num_layers=2, device="cpu", seed=2)
+    z0 = np.zeros((2, m.V), np.float32)
+    u = np.random.default_rng(0).random((10, 2))
+    idx, z, s = sk.generate(m, z0, None, u)
+    i1, z1, s1 = sk.generate(m, z0, None, u[:4])
+    i2, z2, s2 = sk.generate(m, z1, s1, u[4:])
+    np.testing.assert_array_equal(idx, np.concatenate([i1, i2], 1))
+    np.testing.assert_array_equal(z, z2)
+    assert idx.min() >= 0 and idx.max() < m.V and z.dtype == np.float32
