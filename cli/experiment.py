@@ -5,8 +5,9 @@ import sys
 
 import click
 
-from seqlearn.experiments import memory as M
+from seqlearn.experiments import compare as C, memory as M
 from seqlearn.experiments.plots import PlotUnavailable, check_available
+from seqlearn.experiments.threads import blas_threads
 
 from .errors import friendly
 from .options import device_option
@@ -93,11 +94,13 @@ def experiment():
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write accuracy and updates-to-solve against lag as a PNG (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list instead of a table.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="BLAS threads (1 is fastest for these small matrices on a few cores).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @device_option()
 @friendly
 def memory(lags, cells, hidden, batch, lr, clip, clip_mode, carry_bias, max_steps, max_seconds, solve_acc,
-           seed, quick, plot, as_json, quiet, device):
+           seed, quick, plot, as_json, threads, quiet, device):
     """Which cells remember one character across LAG steps of distractors.
 
     The task (remember the first symbol, after Hochreiter & Schmidhuber 1997): a key A-D, then
@@ -126,9 +129,10 @@ def memory(lags, cells, hidden, batch, lr, clip, clip_mode, carry_bias, max_step
     done = (lambda r: log(f"{r['name']:<14} lag {r['lag']:>4}  acc {_fmt(r['accuracy'], '.3f')}  "
                           f"solved at {_fmt(r['steps_to_solve'], 'd')}  ({r['steps']} updates, "
                           f"{r['seconds']:.1f} s)")) if log else None
-    rows = M.run(lags, cells, hidden=hidden, batch=batch, lr=lr, clip=clip, clip_mode=clip_mode,
-                 carry_bias=carry_bias, max_steps=max_steps, max_seconds=max_seconds, solve_acc=solve_acc,
-                 seed=seed, device=device, on_row=done, eval_every=25)
+    with blas_threads(threads):
+        rows = M.run(lags, cells, hidden=hidden, batch=batch, lr=lr, clip=clip, clip_mode=clip_mode,
+                     carry_bias=carry_bias, max_steps=max_steps, max_seconds=max_seconds, solve_acc=solve_acc,
+                     seed=seed, device=device, on_row=done, eval_every=25)
     if plot:
         from seqlearn.experiments.plots import memory_plot
         memory_plot(rows, plot, title=f"remember the first symbol: equal parameters (~{rows[0]['params']:,}), "
@@ -163,4 +167,93 @@ def memory_table(rows, max_steps=None):
     out.append("answer accuracy on 1000 fresh sequences (updates until 0.99 on 256 held-out ones"
                + (f"; 'not solved': not within the run's limit" if max_steps else "") + f"); chance "
                f"{rows[0]['chance']:.2f}" if rows else "")
+    return "\n".join(out)
+
+
+@experiment.command()
+@click.argument("text", type=click.Path(exists=True, dir_okay=False))
+@click.option("--sizes", callback=_int_list, default=None,
+              help="Comma-separated hidden sizes of the lstm; every other cell is matched to each in "
+                   "parameters (default 32,64,128; --quick: 32,64).")
+@click.option("--cells", callback=_name_list(tuple(C.CELLS)), default=None,
+              help=f"Comma-separated cells (default lstm,gru-torch; any of {','.join(C.CELLS)}).")
+@click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Training seconds per run, the same for every run (default 120; --quick: 10).")
+@click.option("--clock", type=click.Choice(list(C.CLOCKS)), default="cpu", show_default=True,
+              help="cpu: this process's CPU seconds (with one BLAS thread, what the run takes on an idle "
+                   "machine, independent of other load); wall: elapsed seconds.")
+@click.option("--points", type=click.IntRange(min=1), default=12, show_default=True,
+              help="Validation points on each curve.")
+@click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--seq-len", type=click.IntRange(min=1), default=64, show_default=True)
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=2e-3, show_default=True,
+              help="Adam learning rate.")
+@click.option("--clip", type=click.FloatRange(min=0), default=5.0, show_default=True,
+              help="Gradient norm clipping threshold (0: none).")
+@click.option("--val-frac", type=click.FloatRange(0, 1, min_open=True, max_open=True), default=0.1,
+              show_default=True, help="The validation split: this fraction at the end of the text.")
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--out", type=click.Path(file_okay=False), default=None,
+              help="Keep each run's directory (checkpoints, config) under this folder.")
+@click.option("--quick", is_flag=True, help="Sizes 32,64 and 10 s per run: about one minute.")
+@click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="Write validation bpc against time and against parameters as a PNG (needs matplotlib).")
+@click.option("--json", "as_json", is_flag=True, help="Print the rows (with their curves) as a JSON list.")
+@click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
+              help="BLAS threads (1 is fastest for these small matrices on a few cores).")
+@click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
+@device_option()
+@friendly
+def compare(text, sizes, cells, seconds, clock, points, layers, batch, seq_len, lr, clip, val_frac, seed, out,
+            quick, plot, as_json, threads, quiet, device):
+    """Train lstm and gru on TEXT at equal parameter counts for equal training time.
+
+    For every size, the lstm has that hidden size and every other cell the hidden size whose
+    parameter count is nearest. Every run sees the same data in the same order from the same
+    seed, for the same number of training seconds (validation not counted). Prints the updates
+    each run managed and its validation bpc (over the whole validation split); --plot draws
+    validation bpc (on a fixed 16k-character slice) against training time and the final bpc
+    against parameters.
+
+    \b
+    Examples:
+      seqlearn experiment compare ../shared/data/tinyshakespeare.txt --quick
+      seqlearn experiment compare input.txt --plot compare.png --json > compare.json
+      seqlearn experiment compare input.txt --cells lstm,gru-torch,gru-cho --sizes 64 --seconds 300
+    """
+    _plot_ready(plot)
+    sizes = sizes or (C.QUICK_SIZES if quick else C.DEFAULT_SIZES)
+    cells = cells or C.DEFAULT_CELLS
+    seconds = seconds or (10.0 if quick else 120.0)
+    log = _progress(quiet, to_stderr=True)
+    if log:
+        log(f"compare on {text}: sizes {','.join(map(str, sizes))}, cells {','.join(cells)}, {seconds:g} {clock} "
+            f"seconds per run, {layers} layer(s), batch {batch}x{seq_len}, adam lr {lr:g}, clip {clip:g}, {device}")
+    with blas_threads(threads):
+        rows, curves = C.run(text, sizes, cells, seconds=seconds, points=points, layers=layers, batch=batch,
+                             seq_len=seq_len, lr=lr, clip=clip, val_frac=val_frac, clock=clock, seed=seed,
+                             device=device, out=out, log=log)
+    if plot:
+        from seqlearn.experiments.plots import compare_plot
+        compare_plot(rows, plot, title=f"{text.rsplit('/', 1)[-1]}: {seconds:g} {clock} s per run, "
+                                       f"{layers} layer(s), batch {batch}x{seq_len}, adam lr {lr:g}")
+    if as_json:
+        click.echo(json.dumps(rows, indent=1))
+    else:
+        click.echo(compare_table(rows))
+    if plot and log:
+        log(f"wrote {plot}")
+
+
+def compare_table(rows):
+    out = ["| size | cell | H | params | updates | ms / update | characters seen | val bpc |",
+           "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        out.append(f"| {r['size']} | {r['name']} | {r['hidden']} | {r['params']:,} | {r['steps']:,} | "
+                   f"{r['ms_per_step']:.1f} | {r['chars']:,} | {r['val_bpc']:.3f} |")
+    if rows:
+        out.append("")
+        out.append(f"each run: {rows[0]['seconds']:.0f} {rows[0]['clock']} seconds of training; val bpc over "
+                   f"the whole validation split")
     return "\n".join(out)

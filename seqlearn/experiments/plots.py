@@ -60,26 +60,29 @@ def memory_plot(rows, path, title=None):
     plt.close(fig)
 
 
-def compare_plot(curves, rows, path, title=None):
-    """Validation bpc against wall-clock seconds (left) and final bpc against parameters (right).
-
-    curves: {label: [(seconds, bpc), ...]}; rows: dicts with "label", "params", "val_bpc", "setting"."""
+def compare_plot(rows, path, title=None):
+    """Validation bpc against training seconds (left, one line per run) and final validation bpc
+    against parameters (right, one line per cell). rows: compare.run's rows (with "curve")."""
     plt = _pyplot()
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(9, 3.4), dpi=90)
-    for label, pts in curves.items():
+    names = list(dict.fromkeys(r["name"] for r in rows))
+    colors = {n: f"C{i}" for i, n in enumerate(names)}
+    sizes = sorted({r["size"] for r in rows})
+    styles = {s: ls for s, ls in zip(sizes, ["-", "--", ":", "-.", (0, (5, 1)), (0, (1, 3))] * 4)}
+    for r in rows:
+        pts = [(p["seconds"], p["val_bpc"]) for p in r["curve"][1:]]    # skip the untrained point
         if pts:
-            a1.plot(*zip(*pts), "-", label=label)
-    a1.set_xlabel("wall-clock seconds of training")
-    a1.set_ylabel("validation bpc")
+            a1.plot(*zip(*pts), color=colors[r["name"]], ls=styles[r["size"]],
+                    label=f"{r['name']} H={r['hidden']} ({r['params'] / 1000:.0f}k)")
+    a1.set_xlabel(f"training seconds ({rows[0]['clock']} clock)" if rows else "training seconds")
+    a1.set_ylabel("validation bpc (16k-char slice)")
     a1.legend(fontsize=7)
-    for cell in dict.fromkeys(r["cell_label"] for r in rows):
-        rs = sorted((r for r in rows if r["cell_label"] == cell and r["setting"] == "params"),
-                    key=lambda r: r["params"])
-        if rs:
-            a2.plot([r["params"] for r in rs], [r["val_bpc"] for r in rs], "o-", label=cell)
+    for n in names:
+        rs = sorted((r for r in rows if r["name"] == n), key=lambda r: r["params"])
+        a2.plot([r["params"] for r in rs], [r["val_bpc"] for r in rs], "o-", color=colors[n], label=n)
     a2.set_xscale("log")
     a2.set_xlabel("parameters")
-    a2.set_ylabel("validation bpc (equal updates)")
+    a2.set_ylabel("validation bpc at the end")
     a2.legend(fontsize=7)
     for a in (a1, a2):
         a.grid(alpha=0.3)
