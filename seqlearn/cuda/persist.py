@@ -12,16 +12,17 @@ forward, step t: the block holds the G*J rows {g H + j} of W_hh (shared memory, 
   interleaved slices of k; it accumulates the G x BB partial products over its k slice, the KS
   lanes of a group are summed by an xor butterfly (warp shuffles), then lane ks finishes the
   pointwise step of batch row (group * BB + ks): gates, c_t, h_t written to global memory.
+  (The lane sums use a transpose-reduce over shuffles, see build_lane_reduce.)
   Grid barrier; h_t is read by every block at step t + 1 (through L2).
 backward, step t: the block holds the J columns {j} of W_hh transposed (J rows of length G*H).
   A thread owns a group of BB batch rows and one of KSB = 32 k slices; it accumulates the J x BB
-  sums over r of da_{t+1}[b, r] W_hh[r, j], the 32 lanes are summed by a butterfly, then each lane
+  sums over r of da_{t+1}[b, r] W_hh[r, j], the 32 lanes are summed by a transpose-reduce, then lane l < J*BB
   finishes the pointwise backward of one (unit, batch row) pair and writes da_t (dxg[t]); the
   cell-gradient (lstm) or dh z (gru) carry stays with the lane. Grid barrier. After the last step
   one more product gives dh0. The weight gradient is one product after the kernel (lstm.py, gru.py).
 
-In the simulator warp shuffles do not exist; the butterfly is then done through shared memory
-with block barriers (same arithmetic, same order). The simulator can only run a cooperative grid
+In the simulator warp shuffles do not exist; the same reduction code then exchanges values through
+shared memory with block barriers (same arithmetic, same order). The simulator can only run a cooperative grid
 of ONE block, so the tests run these kernels with NB = 1 (J >= H).
 """
 import math
@@ -41,30 +42,50 @@ STATUS = {"last_forward": None, "last_backward": None, "declined": {}}
 
 
 # ------------------------------------------------------------------------------------------------
-# lane butterfly: acc[0:n] summed over aligned groups of `width` lanes; every lane gets the sums
+# lane reduction ("transpose-reduce"): acc holds 2**P groups of S partial sums per lane; lanes
+# differing in their low LB bits hold partials of the same sums. After the reduction, lane l holds
+# in acc[0:S] the complete sums of group (l & (2**P - 1)). Each stage halves the groups a lane
+# keeps and swaps the other half with its partner lane (one shuffle per value), so it needs
+# (2**P - 1) * S + (LB - P) * S shuffles instead of 2**P * S * LB. Values are read into scalars
+# before the lane-dependent select: a select between two array elements becomes a dynamic index
+# and pushes the array to local memory (checked by seqlearn.cuda.ptxcheck).
 # ------------------------------------------------------------------------------------------------
 if K.SIMULATOR:
     @cuda.jit(device=True)
-    def group_sum(acc, n, width):
-        buf = cuda.shared.array((1024, 32), np.float64)
+    def shfl_xor(v, m):
+        """Warp shuffles do not exist in the simulator: exchange through shared memory. Every
+        thread of the block calls this in lockstep."""
+        buf = cuda.shared.array(1024, np.float64)
         tid = cuda.threadIdx.x
-        m = 1
-        while m < width:
-            for a in range(n):
-                buf[tid, a] = acc[a]
-            cuda.syncthreads()
-            for a in range(n):
-                acc[a] += buf[tid ^ m, a]
-            cuda.syncthreads()
-            m *= 2
+        cuda.syncthreads()
+        buf[tid] = v
+        cuda.syncthreads()
+        return buf[tid ^ m]
 else:
     @cuda.jit(device=True, inline=True)
-    def group_sum(acc, n, width):
-        m = 1
-        while m < width:
-            for a in range(n):
-                acc[a] += cuda.shfl_xor_sync(0xFFFFFFFF, acc[a], m)
-            m *= 2
+    def shfl_xor(v, m):
+        return cuda.shfl_xor_sync(0xFFFFFFFF, v, m)
+
+
+def build_lane_reduce(S, P, LB):
+    @cuda.jit(device=True, inline=True)
+    def lane_reduce(acc, lane):
+        for qq in range(P):
+            q = P - 1 - qq
+            half = 1 << q
+            bit = (lane >> q) & 1
+            for i in range(half):
+                for s in range(S):
+                    lo = acc[i * S + s]
+                    hi = acc[(i + half) * S + s]
+                    keep = hi if bit else lo
+                    send = lo if bit else hi
+                    acc[i * S + s] = keep + shfl_xor(send, 1 << q)
+        for q in range(P, LB):
+            for s in range(S):
+                acc[s] += shfl_xor(acc[s], 1 << q)
+
+    return lane_reduce
 
 
 @cuda.jit(device=True, inline=True)
@@ -81,6 +102,7 @@ def build_forward(cell, J, dt):
     is_lstm = cell == "lstm"
     G = 4 if is_lstm else 3
     NACC = G * BB
+    reduce = build_lane_reduce(G, 2, 2)      # 4 batch rows (groups of G gates) over KS = 4 lanes
 
     @cuda.jit
     def fwd(W, bh, xg, hs, cs, gates, hn):
@@ -126,15 +148,12 @@ def build_forward(cell, J, dt):
                         for g in range(G):
                             w = sW[(g * J + jj) * HP + k]
                             for u in range(BB):
-                                acc[g * BB + u] += w * hv[u]
-                group_sum(acc, NACC, KS)
+                                acc[u * G + g] += w * hv[u]
+                reduce(acc, ks)                  # acc[0:G]: the sums of batch row ks
                 b = bg * BB + ks
                 if bg < NBG and j < H and b < B:
                     for g in range(G):
-                        pre[g] = nbt(0.0)
-                        for u in range(BB):
-                            if u == ks:
-                                pre[g] = acc[g * BB + u]
+                        pre[g] = acc[g]
                     if is_lstm:
                         cp = cs[t, b, j]
                         ig = _sig(xg[t, b, j] + pre[0] + bh[j])
@@ -171,7 +190,8 @@ def build_backward(cell, J, dt):
     is_lstm = cell == "lstm"
     G = 4 if is_lstm else 3
     NACC = J * BB
-    PASSES = (NACC + KSB - 1) // KSB
+    P = {4: 2, 8: 3, 16: 4, 32: 5}[NACC]
+    reduce = build_lane_reduce(1, P, 5)      # J*BB sums over the 32 lanes of a warp
 
     @cuda.jit
     def bwd(W, gates, hs, cs, hn, dhs, carry, dh0, dxg, dhg):
@@ -221,17 +241,14 @@ def build_backward(cell, J, dt):
                             w = sWT[jj * GH + r]
                             for u in range(BB):
                                 acc[jj * BB + u] += w * xv[u]
-                group_sum(acc, NACC, KSB)
-                for ps in range(PASSES):
-                    pair = ps * KSB + lane
-                    rec = nbt(0.0)
-                    for a in range(NACC):
-                        if a == pair:
-                            rec = acc[a]
+                reduce(acc, lane)
+                if True:
+                    pair = lane & (NACC - 1)     # lanes >= NACC hold copies: not written
+                    rec = acc[0]
                     jj = pair // BB
                     b = b0 + pair - jj * BB
                     j = j0 + jj
-                    if pair < NACC and bg < NBG and b < B and j < H:
+                    if lane < NACC and bg < NBG and b < B and j < H:
                         if is_lstm:
                             if s == 0:
                                 rec = dh0[b, j]

@@ -1,0 +1,79 @@
+"""Compile every cuda kernel to PTX without a GPU (numba-cuda's compile_ptx; needs the NVVM wheels
+of `numba-cuda[cu12]`), because the simulator accepts code that the real compiler rejects.
+
+    NUMBA_ENABLE_CUDASIM=0 python -m seqlearn.cuda.ptxcheck [--cc 9.0] [--filter persist]
+
+Prints one JSON line per (kernel, signature): ok, seconds, the bytes of local memory the PTX
+declares (a local array that did not become registers shows up here), and the error if any.
+Exit status 0 when everything compiled, 1 when something failed, 3 when PTX compilation is not
+possible at all here (no NVVM).
+"""
+import argparse
+import json
+import re
+import sys
+import time
+
+
+class _FakeDevice:
+    def __init__(self, cc):
+        self.compute_capability = cc
+
+
+def _patch_current_device(cc):
+    """Kernels that call device functions or use cuda.cg ask the current device for its compute
+    capability while compiling; without a GPU, answer with the target's."""
+    import numba.cuda.dispatcher as disp
+    disp.get_current_device = lambda: _FakeDevice(cc)
+
+
+def local_bytes(ptx):
+    return sum(int(n) for n in re.findall(r"\.local\s+\.align\s+\d+\s+\.b8\s+\w+\[(\d+)\]", ptx))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--cc", default="9.0")
+    ap.add_argument("--filter", default="")
+    a = ap.parse_args(argv)
+    cc = tuple(int(x) for x in a.cc.split("."))
+    import numpy as np
+    if not hasattr(np, "row_stack"):
+        np.row_stack = np.vstack
+    from numba import config as nbconfig
+    if nbconfig.ENABLE_CUDASIM:
+        print(json.dumps({"error": "NUMBA_ENABLE_CUDASIM is set: the simulator cannot compile PTX"}))
+        return 3
+    from numba import cuda
+    _patch_current_device(cc)
+
+    def probe(x):
+        x[0] = 1.0
+    try:
+        cuda.compile_ptx(probe, "void(float32[::1])", cc=cc)
+    except Exception as e:  # noqa: BLE001
+        print(json.dumps({"error": f"PTX compilation unavailable: {type(e).__name__}: {e}"}))
+        return 3
+    from seqlearn.cuda import kernels, persist
+    entries = kernels.registry() + persist.registry()
+    failed = 0
+    for name, fn, sigs in entries:
+        if a.filter and a.filter not in name:
+            continue
+        for sig in sigs:
+            t0 = time.perf_counter()
+            rec = {"kernel": name, "sig": sig}
+            try:
+                ptx, _ = cuda.compile_ptx(getattr(fn, "py_func", fn), sig, cc=cc)
+                rec.update(ok=True, local_bytes=local_bytes(ptx), grid_sync="cudaCGSynchronize" in ptx
+                           or "cg" in name and "cudaCG" in ptx, ptx_lines=ptx.count("\n"))
+            except Exception as e:  # noqa: BLE001
+                failed += 1
+                rec.update(ok=False, error=f"{type(e).__name__}: {str(e)[:2000]}")
+            rec["seconds"] = round(time.perf_counter() - t0, 2)
+            print(json.dumps(rec), flush=True)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
