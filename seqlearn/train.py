@@ -233,7 +233,10 @@ class Trainer:
         bad = [k for k in overrides if k not in RESUME_OVERRIDES]
         if bad:
             raise TrainingError(f"--resume takes the configuration from the run; cannot change {bad}")
-        config.update({k: v for k, v in overrides.items() if v is not None})
+        overrides = {k: v for k, v in overrides.items() if v is not None}
+        if any(k in overrides for k in ("steps", "epochs", "max_time")):   # new limits replace the old
+            config.update(steps=None, epochs=None, max_time=None)
+        config.update(overrides)
         info = t["text"]
         if info["source"] == BUILTIN:
             text = builtin_text()

@@ -221,3 +221,11 @@ def test_small_corpus_shrinks_the_batch_with_a_warning(tmp_path):
     assert any(s.startswith("warning:") and "--batch 5" in s for s in lines)
     t.run()
     assert json.load(open(tmp_path / "r" / "config.json"))["config"]["batch"] == 5
+
+
+def test_limits_given_on_resume_replace_the_saved_ones(tmp_path):
+    Trainer(cfg(epochs=1), tmp_path / "r", echo=quiet).run()
+    t = Trainer.resume(tmp_path / "r", echo=quiet, steps=30)
+    assert t.target_steps() == 30 and t.config["epochs"] is None
+    t = Trainer.resume(tmp_path / "r", echo=quiet, eval_every=3)
+    assert t.target_steps() == t.streams.num_batches
