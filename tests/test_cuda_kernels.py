@@ -227,9 +227,10 @@ def test_persistent_kernels(cell, dtype):
 def test_persistent_partial_block():
     """H = 6 with J = 8: the block's last two units are outside the layer and must be ignored."""
     config.PERSISTENT = "always"
+    config.PERSIST_J = (8,)
     errs = _cell_case("lstm", {}, T=2, B=3, H=6, dtype=np.float64, seed=6)
     assert max(errs.values()) < 1e-10, errs
-    assert persist.STATUS["last_forward"]["J"] >= 6
+    assert persist.STATUS["last_forward"]["J"] == 8
 
 
 def test_persistent_falls_back_when_it_does_not_fit():

@@ -1,7 +1,7 @@
 """Every cuda kernel compiles to PTX for sm_90 (numba-cuda's compile_ptx, no GPU needed).
 
 The simulator runs kernels as Python and accepts code the real compiler rejects, so this tier
-compiles each kernel of seqlearn.cuda (kernels.registry() + persist.registry(), explicit
+compiles each kernel of seqlearn.cuda (kernels, persist and sample registries, explicit
 signatures, both dtypes) in a subprocess started WITHOUT NUMBA_ENABLE_CUDASIM. It also checks
 that the persistent kernels keep their per-thread arrays in registers (no local memory in the
 PTX) and contain the grid-wide barrier. Skipped when the NVVM/NVRTC wheels
@@ -36,7 +36,7 @@ def test_every_kernel_compiles(ptx_results):
     assert rc == 0, err[-3000:]
     names = {r["kernel"] for r in lines}
     for must in ("matmul[float32]", "xent[float64]", "adam", "lstm_fwd_step",
-                 "persist_fwd[lstm,J=4,float32]", "persist_bwd[gru,J=8,float64]"):
+                 "persist_fwd[lstm,J=4,float32]", "persist_bwd[gru,J=8,float64]", "sample_pick"):
         assert must in names
 
 

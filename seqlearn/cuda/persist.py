@@ -310,6 +310,7 @@ def plan(cell, B, H, itemsize, device=None):
     fitting J, the smallest J with NB <= number of SMs is preferred (one block per SM, more work
     per thread), else the smallest fitting J."""
     G = 4 if cell == "lstm" else 3
+    dt = "float32" if itemsize == 4 else "float64"
     info = device_limits(device)
     fits = []
     for J in config.PERSIST_J:
@@ -320,8 +321,8 @@ def plan(cell, B, H, itemsize, device=None):
         bs = J * G * H * itemsize
         if max(fs, bs) > info["smem_limit"]:
             continue
-        mb_f = info["max_blocks"](cell, J, ft, fs)
-        mb_b = info["max_blocks"](cell, J, bt, bs, backward=True)
+        mb_f = info["max_blocks"](cell, J, ft, fs, dt=dt)
+        mb_b = info["max_blocks"](cell, J, bt, bs, backward=True, dt=dt)
         if NB > min(mb_f, mb_b):
             continue
         fits.append({"J": J, "blocks": NB, "fwd_threads": ft, "bwd_threads": bt, "fwd_smem": fs,
@@ -353,16 +354,16 @@ def device_limits(device=None):
     if optin > smem_limit and optin_supported():
         smem_limit = optin
 
-    def max_blocks(cell, J, threads, smem, backward=False):
+    def max_blocks(cell, J, threads, smem, backward=False, dt="float32"):
         if config.PERSIST_MAX_BLOCKS:
             return config.PERSIST_MAX_BLOCKS
         try:
-            ov = compiled(cell, J, "float32", backward)
+            ov = compiled(cell, J, dt, backward)
             if smem > 48 * 1024:
                 set_max_dynamic_smem(ov, smem)
             return ov.max_cooperative_grid_blocks(threads, smem)
         except Exception as e:  # noqa: BLE001 - treat as "does not fit", report
-            STATUS["declined"][f"max_blocks {cell} J={J}"] = f"{type(e).__name__}: {e}"
+            STATUS["declined"][f"max_blocks {cell} J={J} {dt} {'bwd' if backward else 'fwd'}"] = f"{type(e).__name__}: {e}"
             return 0
 
     lim = _LIMITS[key] = {"smem_limit": smem_limit, "sms": sms, "max_blocks": max_blocks}

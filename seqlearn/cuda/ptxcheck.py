@@ -54,8 +54,8 @@ def main(argv=None):
     except Exception as e:  # noqa: BLE001
         print(json.dumps({"error": f"PTX compilation unavailable: {type(e).__name__}: {e}"}))
         return 3
-    from seqlearn.cuda import kernels, persist
-    entries = kernels.registry() + persist.registry()
+    from seqlearn.cuda import kernels, persist, sample
+    entries = kernels.registry() + persist.registry() + sample.registry()
     failed = 0
     for name, fn, sigs in entries:
         if a.filter and a.filter not in name:
