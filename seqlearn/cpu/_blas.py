@@ -16,6 +16,10 @@ _sig = types.intc(types.char, types.char, types.char, types.intp, types.intp, ty
                   types.intp, types.intp)
 _xxgemm = types.ExternalFunction("numba_xxgemm", _sig)
 
+_sigv = types.intc(types.char, types.char, types.intp, types.intp, types.intp, types.intp, types.intp,
+                   types.intp, types.intp, types.intp)
+_xxgemv = types.ExternalFunction("numba_xxgemv", _sigv)
+
 N_ = 78     # 'N'
 T_ = 84     # 'T'
 
@@ -38,6 +42,16 @@ def rgemm(ab, ta, tb, m, n, k, pa, lda, pb, ldb, accumulate, pc, ldc):
     pbeta = pone if accumulate else pone + ab.itemsize
     # row-major C = op(A) op(B)  <=>  column-major C' = op(B') op(A') on the same memory
     _xxgemm(kind, np.int8(tb), np.int8(ta), n, m, k, pone, pb, ldb, pa, lda, pbeta, pc, ldc)
+
+
+@jit
+def rgemv(ab, m, n, pw, ldw, px, accumulate, py):
+    """y (m,) = W (m, n) @ x (n,) [+ y]; W row-major with row stride ldw; contiguous x, y."""
+    kind = np.int8(115) if ab.itemsize == 4 else np.int8(100)
+    pone = ab.ctypes.data
+    pbeta = pone if accumulate else pone + ab.itemsize
+    # row-major W is column-major W' (n, m): y = W'.T x
+    _xxgemv(kind, np.int8(T_), n, m, pone, pw, ldw, px, pbeta, py)
 
 
 @jit

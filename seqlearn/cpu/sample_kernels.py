@@ -15,17 +15,27 @@ The pick is seqlearn.sample.pick's rule in float64 (temperature, then top-k, sof
 a stable sort, then the first cdf entry >= u * total). One step per character: for every layer
 one product for the input (a column gather for one-hot input) and one for the recurrence (two for
 GRU "cho"), a fused pointwise update, then the head product. All products go through the same
-BLAS as the training kernels, one thread.
+BLAS as the training kernels, one thread (gemv for a single sequence).
 """
 import math
 
 import numpy as np
 
 from ._act import sigmoid_, tanh_
-from ._blas import N_, T_, consts, rgemm
+from ._blas import N_, T_, consts, rgemm, rgemv
 from ._jit import jit
 
 KINDS = {"lstm": 0, "gru": 1, "rnn": 2}
+
+
+@jit
+def _xwt(ab, N, O, K, px, pw, py, ldy):
+    """Y (N, O) = X (N, K) @ W.T for W (O, K) row-major; gemv at N = 1 (gemm packs W per call,
+    ten times slower for a single row)."""
+    if N == 1:
+        rgemv(ab, O, K, pw, K, px, False, py)
+    else:
+        rgemm(ab, N_, T_, N, O, K, px, K, pw, K, False, py, ldy)
 
 
 @jit
@@ -110,29 +120,27 @@ def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h, c, u
                     for n in range(N):
                         for e in range(E):
                             xe[n, e] = flat[emb_off + idx[n, s] * E + e]
-                    rgemm(ab, N_, T_, N, GH, E, xe.ctypes.data, E, base + o_ih * isz, E, False, ax.ctypes.data, GH)
+                    _xwt(ab, N, GH, E, xe.ctypes.data, base + o_ih * isz, ax.ctypes.data, GH)
                 else:
-                    rgemm(ab, N_, T_, N, GH, H, h.ctypes.data + (k - 1) * N * H * isz, H, base + o_ih * isz, H,
-                          False, ax.ctypes.data, GH)
+                    _xwt(ab, N, GH, H, h.ctypes.data + (k - 1) * N * H * isz, base + o_ih * isz, ax.ctypes.data, GH)
                 for n in range(N):
                     for j in range(GH):
                         ax[n, j] += flat[o_bih + j]
             # recurrent product(s) and the pointwise update
             if kind == 1 and cho:
-                rgemm(ab, N_, T_, N, 2 * H, H, hk.ctypes.data, H, base + o_hh * isz, H, False, ah.ctypes.data, GH)
+                _xwt(ab, N, 2 * H, H, hk.ctypes.data, base + o_hh * isz, ah.ctypes.data, GH)
                 for n in range(N):
                     for j in range(H):
                         r = sigmoid_(ax[n, j] + ah[n, j] + flat[o_bhh + j])
                         rh[n, j] = r * hk[n, j]
-                rgemm(ab, N_, T_, N, H, H, rh.ctypes.data, H, base + (o_hh + 2 * H * H) * isz, H, False,
-                      ah.ctypes.data + 2 * H * isz, GH)
+                _xwt(ab, N, H, H, rh.ctypes.data, base + (o_hh + 2 * H * H) * isz, ah.ctypes.data + 2 * H * isz, GH)
                 for n in range(N):
                     for j in range(H):
                         zg = sigmoid_(ax[n, H + j] + ah[n, H + j] + flat[o_bhh + H + j])
                         ng = tanh_(ax[n, 2 * H + j] + ah[n, 2 * H + j] + flat[o_bhh + 2 * H + j])
                         hk[n, j] = (one - zg) * ng + zg * hk[n, j]
                 continue
-            rgemm(ab, N_, T_, N, GH, H, hk.ctypes.data, H, base + o_hh * isz, H, False, ah.ctypes.data, GH)
+            _xwt(ab, N, GH, H, hk.ctypes.data, base + o_hh * isz, ah.ctypes.data, GH)
             for n in range(N):
                 if kind == 0:
                     ck = c[k]
@@ -162,8 +170,7 @@ def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h, c, u
                     for j in range(H):
                         hk[n, j] = tanh_(ax[n, j] + ah[n, j] + flat[o_bhh + j])
         # head
-        rgemm(ab, N_, T_, N, V, H, h.ctypes.data + (L - 1) * N * H * isz, H, base + dec_off * isz, H, False,
-              z.ctypes.data, V)
+        _xwt(ab, N, V, H, h.ctypes.data + (L - 1) * N * H * isz, base + dec_off * isz, z.ctypes.data, V)
         for n in range(N):
             for v in range(V):
                 z[n, v] += flat[dec_off + V * H + v]
