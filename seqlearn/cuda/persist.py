@@ -312,27 +312,25 @@ def plan(cell, B, H, itemsize, device=None):
     G = 4 if cell == "lstm" else 3
     dt = "float32" if itemsize == 4 else "float64"
     info = device_limits(device)
-    fits = []
+    NBG = (B + BB - 1) // BB
+    cands = []
     for J in config.PERSIST_J:
         NB = (H + J - 1) // J
-        NBG = (B + BB - 1) // BB
         ft, bt = _threads(J * NBG * KS), _threads(NBG * KSB)
         fs = G * J * (H + PAD) * itemsize
         bs = J * G * H * itemsize
-        if max(fs, bs) > info["smem_limit"]:
-            continue
-        mb_f = info["max_blocks"](cell, J, ft, fs, dt=dt)
-        mb_b = info["max_blocks"](cell, J, bt, bs, backward=True, dt=dt)
-        if NB > min(mb_f, mb_b):
-            continue
-        fits.append({"J": J, "blocks": NB, "fwd_threads": ft, "bwd_threads": bt, "fwd_smem": fs,
-                     "bwd_smem": bs})
-    if not fits:
-        return None
-    for f in fits:
-        if f["blocks"] <= info["sms"]:
-            return f
-    return fits[0]
+        if max(fs, bs) <= info["smem_limit"]:
+            cands.append({"J": J, "blocks": NB, "fwd_threads": ft, "bwd_threads": bt, "fwd_smem": fs,
+                          "bwd_smem": bs})
+    # one block per SM first (more work per thread, fewer blocks at the barrier), then the rest;
+    # the co-residency check compiles the kernel, so it runs only on the candidates tried
+    ordered = [c for c in cands if c["blocks"] <= info["sms"]] + [c for c in cands if c["blocks"] > info["sms"]]
+    for c in ordered:
+        J = c["J"]
+        if c["blocks"] <= info["max_blocks"](cell, J, c["fwd_threads"], c["fwd_smem"], dt=dt) and \
+                c["blocks"] <= info["max_blocks"](cell, J, c["bwd_threads"], c["bwd_smem"], backward=True, dt=dt):
+            return c
+    return None
 
 
 _LIMITS = {}
@@ -459,13 +457,21 @@ def _enabled():
     return config.PERSISTENT != "never"
 
 
+_PLANS = {}
+
+
 def _plan_or_decline(cell, B, H, dtype):
     itemsize = np.dtype(dtype).itemsize
-    try:
-        pl = plan(cell, B, H, itemsize)
-    except Exception as e:  # noqa: BLE001
-        STATUS["declined"][(cell, B, H)] = f"{type(e).__name__}: {e}"
-        pl = None
+    key = (cell, B, H, itemsize, tuple(config.PERSIST_J), config.PERSIST_MAX_BLOCKS, config.PERSIST_MAX_THREADS)
+    if key in _PLANS:
+        pl = _PLANS[key]
+    else:
+        try:
+            pl = plan(cell, B, H, itemsize)
+        except Exception as e:  # noqa: BLE001
+            STATUS["declined"][(cell, B, H)] = f"{type(e).__name__}: {e}"
+            pl = None
+        _PLANS[key] = pl
     if pl is None:
         STATUS["declined"].setdefault((cell, B, H), "does not fit (shared memory or co-resident blocks)")
         if config.PERSISTENT == "always":
