@@ -1,9 +1,17 @@
 """Sampling text from a CharLM: temperature, top-k, top-p (nucleus), argmax, a prime, N at once.
 
 Sampler.generate yields one character index per sample per step, so callers can stream the text.
-The model is stepped one character at a time through `Sampler.next_logits`, which uses
-CharLM.logits; a backend with a faster stepping kernel can replace that one method.
+Three paths draw the same random stream (one rng.random(N) per pick, none for argmax) with the same
+pick rule:
+  - generic: the model is stepped one character at a time through `Sampler.next_logits`
+    (CharLM.logits) and `pick` chooses on the host; every backend can do this;
+  - cpu: seqlearn.cpu.sample_kernels.generate runs the stepping and the pick in njit, in blocks of
+    BLOCK characters (so text still streams);
+  - cuda: seqlearn.cuda.sample.generate keeps state, logits and picks on the GPU (all at once).
+`Sampler(model, fast=False)` forces the generic path.
 """
+import importlib
+
 import numpy as np
 
 from .data import DataError, Vocab, describe_unknown
@@ -46,11 +54,25 @@ def pick(logits, rng, temperature=1.0, top_k=0, top_p=1.0, argmax=False):
     return np.minimum(idx, V - 1)
 
 
+BLOCK = 32          # characters per call of the cpu generation kernel
+
+
+def _fast_module(device):
+    name = {"cpu": "seqlearn.cpu.sample_kernels", "cuda": "seqlearn.cuda.sample"}.get(device)
+    if name is None:
+        return None
+    try:
+        return importlib.import_module(name)
+    except ImportError:
+        return None
+
+
 class Sampler:
-    def __init__(self, model, seed=0, rng=None):
+    def __init__(self, model, seed=0, rng=None, fast=True):
         self.model = model
         self.vocab = Vocab(model.vocab)
         self.rng = rng if rng is not None else np.random.default_rng(seed)
+        self.fast = _fast_module(model.device) if fast else None
 
     def encode_prime(self, prime):
         bad = self.vocab.unknown(prime)
@@ -81,7 +103,19 @@ class Sampler:
             yield first
             length -= 1
             start = first[:, None]
+        if self.fast is not None and self.model.device == "cuda":
+            yield from self.fast.generate(self.model, start, length, self.rng, **kw)
+            return
         z, state = self.next_logits(start, None)
+        if self.fast is not None:                           # cpu: jitted blocks
+            done = 0
+            while done < length:
+                n = min(BLOCK, length - done)
+                u = np.zeros((n, num)) if argmax else self.rng.random((n, num))
+                idx, z, state = self.fast.generate(self.model, z, state, u, **kw)
+                yield from idx.T
+                done += n
+            return
         for n in range(length):
             nxt = pick(z, self.rng, **kw)
             yield nxt

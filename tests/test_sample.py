@@ -80,3 +80,16 @@ def test_bad_options():
         with pytest.raises(ValueError):
             check_options(**kw)
     assert Sampler(_model()).sample(0) == [""]
+
+
+@pytest.mark.parametrize("kw", [{}, {"top_k": 3}, {"top_p": 0.8, "temperature": 0.7}, {"argmax": True}])
+def test_cpu_fast_path_draws_the_generic_paths_text(kw):
+    pytest.importorskip("seqlearn.cpu.sample_kernels")
+    m = CharLM(VOCAB, cell="lstm", hidden_size=8, num_layers=2, device="cpu", dtype="float64", seed=3)
+    fast = Sampler(m, seed=1)
+    assert fast.fast is not None
+    a = fast.sample(70, num=2, prime="ab", **kw)              # > one block of the kernel
+    b = Sampler(m, seed=1, fast=False).sample(70, num=2, prime="ab", **kw)
+    assert a == b
+    streamed = "".join(VOCAB[i[0]] for i in Sampler(m, seed=1).generate(70, 1, "ab", **kw))
+    assert streamed == Sampler(m, seed=1, fast=False).sample(70, prime="ab", **kw)[0]
