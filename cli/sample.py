@@ -1,6 +1,5 @@
 """seqlearn sample: generate text from a trained model, streaming it to stdout."""
 import os
-import sys
 
 import click
 

@@ -115,7 +115,7 @@ def train(ctx, text, resume, out, force, **opts):
       seqlearn train                                   # 2x128 LSTM on the built-in corpus
       seqlearn train input.txt --out runs/shakespeare --max-time 10m
       seqlearn train input.txt --cell gru --hidden 256 --dropout 0.2 --epochs 20
-      seqlearn train input.txt --optimizer sgd --lr 0.5 --momentum 0.9 --nesterov --schedule cosine --warmup 100 --steps 5000
+      seqlearn train input.txt --optimizer sgd --lr 0.5 --momentum 0.9 --schedule cosine --steps 5000
       seqlearn train --resume runs/shakespeare --steps 20000
     """
     progress = StatusLine() if sys.stdout.isatty() else None

@@ -55,7 +55,8 @@ def read_text(path, encoding="utf-8"):
     except UnicodeDecodeError as e:
         hint = "; name its encoding with --encoding (for example --encoding latin-1)" \
             if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else ""
-        raise DataError(f"{path} is not valid {encoding} (byte 0x{raw[e.start]:02x} at offset {e.start}){hint}") from None
+        where = f"byte 0x{raw[e.start]:02x} at offset {e.start}"
+        raise DataError(f"{path} is not valid {encoding} ({where}){hint}") from None
     if text.startswith("\ufeff"):
         text = text[1:]
     if not text:

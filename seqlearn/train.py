@@ -16,7 +16,6 @@ import json
 import math
 import os
 import signal
-import sys
 import threading
 import time
 import warnings
@@ -25,7 +24,7 @@ import numpy as np
 
 from . import __version__
 from .checkpoint import CheckpointError, read, save
-from .data import (BUILTIN, DataError, Streams, Vocab, builtin_text, eval_chunks, evaluate, fit_batch,
+from .data import (BUILTIN, Streams, Vocab, builtin_text, eval_chunks, evaluate, fit_batch,
                    read_text, sha256, split)
 from .model import CharLM
 from .optim import DEFAULT_LR, Optimizer, Schedule
