@@ -66,8 +66,8 @@ def answer_metrics(model, task, x, y):
     return float((z.argmax(axis=1) == target).mean()), float(-logp[np.arange(len(target)), target].mean())
 
 
-def train_one(task, cell, variant, hidden, *, batch=32, lr=3e-3, clip=1.0, clip_mode="norm",
-              carry_bias=1.0, max_steps=2000, max_seconds=None, eval_every=25, eval_batch=256,
+def train_one(task, cell, variant, hidden, *, batch=32, lr=1e-2, clip=1.0, clip_mode="norm",
+              carry_bias=3.0, max_steps=3000, max_seconds=None, eval_every=25, eval_batch=256,
               test_batch=1000, solve_acc=0.99, seed=0, device="cpu", dtype="float32", log=None):
     """Train one cell on one task; return a result row (dict)."""
     model = CharLM(task.vocab, cell=cell, hidden_size=hidden, num_layers=1,
@@ -77,7 +77,7 @@ def train_one(task, cell, variant, hidden, *, batch=32, lr=3e-3, clip=1.0, clip_
     opt = Optimizer(model, "adam", lr=lr, clip=clip, clip_mode=clip_mode)
     rng = np.random.default_rng(seed + 1)
     xe, ye = task.batch(np.random.default_rng(10_000 + seed), eval_batch)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     solved, step, acc, best = None, 0, 0.0, 0.0
     diverged = False
     while step < max_steps:
@@ -109,11 +109,12 @@ def train_one(task, cell, variant, hidden, *, batch=32, lr=3e-3, clip=1.0, clip_
     return {"cell": cell, "variant": variant, "lag": task.lag, "hidden": hidden,
             "params": model.num_params, "accuracy": final_acc, "answer_loss": final_ce,
             "steps_to_solve": solved, "steps": step, "seconds": round(seconds, 2),
+            "cpu_seconds": round(time.process_time() - c0, 2),
             "diverged": diverged, "chance": task.chance}
 
 
-def run(lags=DEFAULT_LAGS, cells=CELL_NAMES, *, hidden=32, batch=32, lr=3e-3, clip=1.0,
-        clip_mode="norm", carry_bias=1.0, max_steps=2000, max_seconds=None, eval_every=25,
+def run(lags=DEFAULT_LAGS, cells=CELL_NAMES, *, hidden=32, batch=32, lr=1e-2, clip=1.0,
+        clip_mode="norm", carry_bias=3.0, max_steps=3000, max_seconds=None, eval_every=25,
         solve_acc=0.99, seed=0, device="cpu", dtype="float32", log=None, on_row=None):
     """All (cell, lag) runs; returns the rows in cell-major order."""
     table = {c[0]: c for c in CELLS}

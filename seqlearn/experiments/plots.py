@@ -21,6 +21,21 @@ def check_available():
     _pyplot()
 
 
+def _save(fig, path):
+    """Save as PNG; with Pillow (a matplotlib dependency) reduce it to a 64-colour palette, which
+    keeps line plots sharp at a third of the size."""
+    plt = _pyplot()
+    fig.savefig(path)
+    plt.close(fig)
+    try:
+        from PIL import Image
+        with Image.open(path) as im:
+            small = im.convert("RGB").quantize(colors=64)
+        small.save(path, format="PNG", optimize=True)
+    except Exception:       # keep matplotlib's full-colour file
+        pass
+
+
 def _label(row):
     return row["cell"] + ("" if row["variant"] == "-" else "-" + row["variant"])
 
@@ -56,8 +71,7 @@ def memory_plot(rows, path, title=None):
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
 
 
 def compare_plot(rows, path, title=None):
@@ -89,5 +103,4 @@ def compare_plot(rows, path, title=None):
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    _save(fig, path)
