@@ -57,6 +57,9 @@ def read(path):
         raise CheckpointError(f"{path} is a directory, not a checkpoint")
     if not os.path.exists(path):
         raise CheckpointError(f"{path}: no such file")
+    with open(path, "rb") as f:
+        if f.read(4) != b"PK\x03\x04":    # every .npz is a zip archive
+            raise CheckpointError(f"{path} is not a .npz checkpoint (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}

@@ -183,7 +183,7 @@ def _bad_checkpoints(tmp_path, run):
     (tmp_path / "truncated.npz").write_bytes(data[: len(data) // 2])
     np.savez(tmp_path / "foreign.npz", weights=np.zeros(3))
     np.savez(tmp_path / "pickled.npz", meta=np.array([{"a": 1}], dtype=object))
-    return [("corrupt.npz", "not a readable | pickled"), ("truncated.npz", "not a readable"),
+    return [("corrupt.npz", "not a .npz checkpoint"), ("truncated.npz", "not a readable"),
             ("foreign.npz", "no seqlearn metadata"), ("pickled.npz", "pickled"),
             ("missing.npz", "no such file")]
 
@@ -200,7 +200,7 @@ def test_bad_checkpoint_on_resume(tmp_path, run):
     bad = tmp_path / "badrun"
     bad.mkdir()
     (bad / "last.npz").write_bytes(b"garbage")
-    fails("train", "--resume", bad, match="not a readable | pickled")
+    fails("train", "--resume", bad, match="not a .npz checkpoint")
     best_only = tmp_path / "bestrun"
     best_only.mkdir()
     (best_only / "last.npz").write_bytes((run / "best.npz").read_bytes())
