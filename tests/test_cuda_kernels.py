@@ -213,15 +213,20 @@ def test_cells_per_step_float32():
 def test_persistent_kernels(cell, dtype):
     """Persistent forward and backward (one cooperative launch each) equal ref. In the simulator a
     grid-synchronised kernel is only correct with ONE block, so H = 8 fits one block (J = 8);
-    B = 5 leaves a partial batch group, and 32 threads per block force two rounds per step."""
+    B = 5 leaves a partial batch group, 32 threads per block force two rounds per step, and in
+    float32 chunks of 4 columns force several staged chunks of h and da per step."""
     config.PERSISTENT = "always"
     if SIM:
         config.PERSIST_MAX_THREADS = 32
+    if dtype == np.float32:
+        config.PERSIST_MAX_CHUNK = 4
     persist.STATUS["last_forward"] = persist.STATUS["last_backward"] = None
     errs = _cell_case(cell, {}, T=3, B=5, H=8, dtype=dtype, seed=5)
     assert max(errs.values()) < TOL[dtype], errs
     assert persist.STATUS["last_forward"]["cell"] == cell
     assert persist.STATUS["last_backward"]["cell"] == cell
+    if dtype == np.float32:
+        assert persist.STATUS["last_forward"]["fwd_kc"] == 4 and persist.STATUS["last_backward"]["bwd_rc"] == 4
 
 
 def test_persistent_partial_block():

@@ -7,19 +7,22 @@ else takes the per-step path of lstm.py / gru.py / rnn.py.
 
 Work split (NB = ceil(H / J) blocks, block k owns hidden units j in [k J, k J + J)):
 
-forward, step t: the block holds the G*J rows {g H + j} of W_hh (shared memory, row stride H + 4
-  to spread banks). A thread owns one unit jj, a group of BB = 4 batch rows and one of KS = 4
-  interleaved slices of k; it accumulates the G x BB partial products over its k slice, the KS
-  lanes of a group are summed by an xor butterfly (warp shuffles), then lane ks finishes the
-  pointwise step of batch row (group * BB + ks): gates, c_t, h_t written to global memory.
-  (The lane sums use a transpose-reduce over shuffles, see build_lane_reduce.)
-  Grid barrier; h_t is read by every block at step t + 1 (through L2).
-backward, step t: the block holds the J columns {j} of W_hh transposed (J rows of length G*H).
-  A thread owns a group of BB batch rows and one of KSB = 32 k slices; it accumulates the J x BB
-  sums over r of da_{t+1}[b, r] W_hh[r, j], the 32 lanes are summed by a transpose-reduce, then lane l < J*BB
-  finishes the pointwise backward of one (unit, batch row) pair and writes da_t (dxg[t]); the
-  cell-gradient (lstm) or dh z (gru) carry stays with the lane. Grid barrier. After the last step
-  one more product gives dh0. The weight gradient is one product after the kernel (lstm.py, gru.py).
+forward, step t: the block holds the G*J rows {g H + j} of W_hh (shared memory, row stride H + KSF
+  to spread banks). Per round (RB groups of BB = 4 batch rows) and per chunk of KC columns, the
+  block first copies that chunk of h_{t-1} from global memory (L2) into shared memory (coalesced,
+  8 loads in flight per thread), then a thread owning one unit jj, one batch group and one of
+  KSF (8 for J <= 4, else 4) interleaved slices of k accumulates the G x BB partial products from
+  shared memory only; the KSF lanes of a group are summed by a transpose-reduce over shuffles
+  (build_lane_reduce), then lane ks < 4 finishes the pointwise step of batch row (group * BB + ks):
+  gates, c_t, h_t written to global memory. Grid barrier.
+backward, step t: the block holds the J columns {j} of W_hh transposed (J rows of length G*H) and
+  stages da_{t+1} (RB * 4 rows x RC columns per chunk) the same way. A warp owns a group of BB
+  batch rows, its 32 lanes split r; J x BB sums over r of da_{t+1}[b, r] W_hh[r, j], the 32 lanes
+  are summed by a transpose-reduce, then lane l < J*BB finishes the pointwise backward of one
+  (unit, batch row) pair and writes da_t (dxg[t]); the cell-gradient (lstm) or dh z (gru) carry
+  stays with the lane. Grid barrier. After the last step one more product gives dh0. The weight
+  gradient is one product after the kernel (lstm.py, gru.py).
+All float32 kernels compute in float32 (constants typed to the array dtype; no float64 ops).
 
 In the simulator warp shuffles do not exist; the same reduction code then exchanges values through
 shared memory with block barriers (same arithmetic, same order). The simulator can only run a cooperative grid
@@ -28,15 +31,14 @@ of ONE block, so the tests run these kernels with NB = 1 (J >= H).
 import math
 
 import numpy as np
-from numba import cuda
+from numba import cuda, uint64
 
 from . import config, ops
 from . import kernels as K
 
 BB = 4        # batch rows per thread
-KS = 4        # forward: lanes splitting k (== BB: lane ks finishes batch row ks)
+U = uint64     # unsigned index type (no wraparound code)
 KSB = 32      # backward: lanes splitting r (a whole warp)
-PAD = 4       # forward shared-memory row padding (floats)
 
 STATUS = {"last_forward": None, "last_backward": None, "declined": {}}
 
@@ -88,30 +90,78 @@ def build_lane_reduce(S, P, LB):
     return lane_reduce
 
 
-@cuda.jit(device=True, inline=True)
-def _sig(x):
-    return 1.0 / (1.0 + math.exp(-x))
+def ks_for(J):
+    """Forward lanes splitting k: a warp covers J units x KS k-slices (x 32 / (J KS) batch groups)."""
+    return 8 if J <= 4 else 4
+
+
+def build_stage(nbt):
+    """Copy rows [rb0, rb0 + rows) x columns [c0, c0 + cols) of src[t] into shared memory (row
+    stride ld, from offset off), zeros for rows >= B. Warp w copies rows w, w + nw, ...; its lanes
+    read 32 consecutive floats (coalesced) and each lane keeps UNR loads in flight before storing."""
+    UNR = 8
+    zero = nbt(0.0)
+
+    @cuda.jit(device=True, inline=True)
+    def stage(sm, off, ld, src, t, rb0, B, c0, rows, cols, tid, nt):
+        lane = tid % 32
+        w = tid // 32
+        nw = nt // 32
+        v = cuda.local.array(UNR, nbt)
+        tu = U(t)
+        for rr in range(w, rows, nw):
+            b = rb0 + rr
+            bu = U(b)
+            base = off + rr * ld
+            for cb in range(0, cols, 32 * UNR):
+                for u in range(UNR):
+                    c = cb + u * 32 + lane
+                    x = zero
+                    if b < B and c < cols:
+                        x = src[tu, bu, U(c0 + c)]
+                    v[u] = x
+                for u in range(UNR):
+                    c = cb + u * 32 + lane
+                    if c < cols:
+                        sm[U(base + c)] = v[u]
+
+    return stage
 
 
 # ------------------------------------------------------------------------------------------------
 # forward
 # ------------------------------------------------------------------------------------------------
 def build_forward(cell, J, dt):
-    """cell "lstm" (G = 4) or "gru" (torch variant, G = 3); J units per block; dt dtype name."""
+    """cell "lstm" (G = 4) or "gru" (torch variant, G = 3); J units per block; dt dtype name.
+
+    Shared memory: the G J weight rows (stride H + KS) and a staged chunk of h_{t-1} (RB BB batch
+    rows x KC columns, stride KC + 4). Per step and round: for each k chunk, the block copies the
+    chunk of h_{t-1} (coalesced, from L2) once, then every thread accumulates from shared memory."""
     nbt = K.nbtype(dt)
+    one = np.dtype(dt).type(1.0)
     is_lstm = cell == "lstm"
     G = 4 if is_lstm else 3
     NACC = G * BB
-    reduce = build_lane_reduce(G, 2, 2)      # 4 batch rows (groups of G gates) over KS = 4 lanes
+    KSF = ks_for(J)
+    LB = {4: 2, 8: 3}[KSF]
+    reduce = build_lane_reduce(G, 2, LB)     # 4 batch rows (groups of G gates) over KSF lanes
+    stage = build_stage(nbt)
+
+    @cuda.jit(device=True, inline=True)
+    def sig(x):
+        return one / (one + math.exp(-x))
 
     @cuda.jit
-    def fwd(W, bh, xg, hs, cs, gates, hn):
-        """hs[0] (and cs[0]) hold the initial state. lstm: hn unused; gru: cs unused."""
-        sW = cuda.shared.array(0, nbt)
+    def fwd(W, bh, xg, hs, cs, gates, hn, KC, RB):
+        """hs[0] (and cs[0]) hold the initial state. lstm: hn unused; gru: cs unused. KC: columns
+        of h per staged chunk; RB: batch groups per round (blockDim = J * KSF * RB)."""
+        sm = cuda.shared.array(0, nbt)
         T = xg.shape[0]
         B = xg.shape[1]
         H = W.shape[1]
-        HP = H + PAD
+        HP = H + KSF
+        KP = KC + 4
+        off = G * J * HP
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
         j0 = cuda.blockIdx.x * J
@@ -123,43 +173,59 @@ def build_forward(cell, J, dt):
             v = nbt(0.0)
             if j < H:
                 v = W[g * H + j, k]
-            sW[r * HP + k] = v
-        cuda.syncthreads()
+            sm[r * HP + k] = v
         grid = cuda.cg.this_grid()
         NBG = (B + BB - 1) // BB
-        rounds = (J * NBG * KS + nt - 1) // nt
-        ks = tid % KS
+        rounds = (NBG + RB - 1) // RB
+        rows = RB * BB
+        ks = tid % KSF
+        q = tid // KSF
+        jj = q % J
+        bgl = q // J
+        j = j0 + jj
+        wrowu = U(jj * HP)
+        hrowu = U(off + bgl * BB * KP)
+        KPu = U(KP)
+        wgu = U(J * HP)
         acc = cuda.local.array(NACC, nbt)
         hv = cuda.local.array(BB, nbt)
-        pre = cuda.local.array(G, nbt)
         for t in range(T):
             for rnd in range(rounds):
-                q = (rnd * nt + tid) // KS
-                jj = q % J
-                bg = q // J
-                j = j0 + jj
+                bg = rnd * RB + bgl
                 for a in range(NACC):
                     acc[a] = nbt(0.0)
-                if bg < NBG and j < H:
-                    b0 = bg * BB
-                    for k in range(ks, H, KS):
-                        for u in range(BB):
-                            hv[u] = hs[t, b0 + u, k] if b0 + u < B else nbt(0.0)
-                        for g in range(G):
-                            w = sW[(g * J + jj) * HP + k]
+                active = bgl < RB and bg < NBG and j < H
+                for k0 in range(0, H, KC):
+                    kc = min(KC, H - k0)
+                    cuda.syncthreads()
+                    stage(sm, off, KP, hs, t, rnd * rows, B, k0, rows, kc, tid, nt)
+                    cuda.syncthreads()
+                    if active:
+                        # unsigned shared-memory offsets: no negative-index wraparound code in the
+                        # inner loop (signed indices cost ~3 integer ops each)
+                        kk = U(ks)
+                        kcu = U(kc)
+                        while kk < kcu:
+                            hp = hrowu + kk
                             for u in range(BB):
-                                acc[u * G + g] += w * hv[u]
-                reduce(acc, ks)                  # acc[0:G]: the sums of batch row ks
+                                hv[u] = sm[hp]
+                                hp += KPu
+                            wa = wrowu + U(k0) + kk
+                            for g in range(G):
+                                w = sm[wa]
+                                wa += wgu
+                                for u in range(BB):
+                                    acc[u * G + g] += w * hv[u]
+                            kk += U(KSF)
+                reduce(acc, ks)                  # acc[0:G]: the sums of batch row (ks & 3)
                 b = bg * BB + ks
-                if bg < NBG and j < H and b < B:
-                    for g in range(G):
-                        pre[g] = acc[g]
+                if active and ks < BB and b < B:
                     if is_lstm:
                         cp = cs[t, b, j]
-                        ig = _sig(xg[t, b, j] + pre[0] + bh[j])
-                        fg = _sig(xg[t, b, H + j] + pre[1] + bh[H + j])
-                        gg = math.tanh(xg[t, b, 2 * H + j] + pre[2] + bh[2 * H + j])
-                        og = _sig(xg[t, b, 3 * H + j] + pre[3] + bh[3 * H + j])
+                        ig = sig(xg[t, b, j] + acc[0] + bh[j])
+                        fg = sig(xg[t, b, H + j] + acc[1] + bh[H + j])
+                        gg = math.tanh(xg[t, b, 2 * H + j] + acc[2] + bh[2 * H + j])
+                        og = sig(xg[t, b, 3 * H + j] + acc[3] + bh[3 * H + j])
                         c = fg * cp + ig * gg
                         cs[t + 1, b, j] = c
                         hs[t + 1, b, j] = og * math.tanh(c)
@@ -168,15 +234,15 @@ def build_forward(cell, J, dt):
                         gates[t, b, 2 * H + j] = gg
                         gates[t, b, 3 * H + j] = og
                     else:
-                        r_ = _sig(xg[t, b, j] + pre[0] + bh[j])
-                        z = _sig(xg[t, b, H + j] + pre[1] + bh[H + j])
-                        hnv = pre[2] + bh[2 * H + j]
+                        r_ = sig(xg[t, b, j] + acc[0] + bh[j])
+                        z = sig(xg[t, b, H + j] + acc[1] + bh[H + j])
+                        hnv = acc[2] + bh[2 * H + j]
                         n = math.tanh(xg[t, b, 2 * H + j] + r_ * hnv)
                         hn[t, b, j] = hnv
                         gates[t, b, j] = r_
                         gates[t, b, H + j] = z
                         gates[t, b, 2 * H + j] = n
-                        hs[t + 1, b, j] = (1.0 - z) * n + z * hs[t, b, j]
+                        hs[t + 1, b, j] = (one - z) * n + z * hs[t, b, j]
             grid.sync()
 
     return fwd
@@ -187,22 +253,27 @@ def build_forward(cell, J, dt):
 # ------------------------------------------------------------------------------------------------
 def build_backward(cell, J, dt):
     nbt = K.nbtype(dt)
+    one = np.dtype(dt).type(1.0)
     is_lstm = cell == "lstm"
     G = 4 if is_lstm else 3
     NACC = J * BB
     P = {4: 2, 8: 3, 16: 4, 32: 5}[NACC]
     reduce = build_lane_reduce(1, P, 5)      # J*BB sums over the 32 lanes of a warp
+    stage = build_stage(nbt)
 
     @cuda.jit
-    def bwd(W, gates, hs, cs, hn, dhs, carry, dh0, dxg, dhg):
+    def bwd(W, gates, hs, cs, hn, dhs, carry, dh0, dxg, dhg, RC, RB):
         """lstm: carry (B, H) holds dc (dcT in, dc0 out); dh0 (B, H) holds dhT in and dh0 out;
         writes dxg. gru (torch): carry holds dhT in (the dh * z term afterwards), dh0 is written;
-        writes dxg and dhg (the gradient w.r.t. the recurrent product)."""
-        sWT = cuda.shared.array(0, nbt)
+        writes dxg and dhg (the gradient w.r.t. the recurrent product). RC: columns of
+        da_{t+1} per staged chunk; RB: batch groups (warps) per round (blockDim = 32 RB)."""
+        sm = cuda.shared.array(0, nbt)
         T = dhs.shape[0]
         B = dhs.shape[1]
         H = dhs.shape[2]
         GH = G * H
+        RP = RC + 4
+        off = J * GH
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
         j0 = cuda.blockIdx.x * J
@@ -212,35 +283,49 @@ def build_backward(cell, J, dt):
             v = nbt(0.0)
             if j0 + jj < H:
                 v = W[r, j0 + jj]
-            sWT[idx] = v
-        cuda.syncthreads()
+            sm[idx] = v
         grid = cuda.cg.this_grid()
         NBG = (B + BB - 1) // BB
-        rounds = (NBG * KSB + nt - 1) // nt
+        rounds = (NBG + RB - 1) // RB
+        rows = RB * BB
         acc = cuda.local.array(NACC, nbt)
         xv = cuda.local.array(BB, nbt)
         lane = tid % KSB
+        bgl = tid // KSB
+        drowu = U(off + bgl * BB * RP)
+        RPu = U(RP)
+        GHu = U(GH)
         for s in range(T + 1):
             t = T - 1 - s
             for rnd in range(rounds):
-                bg = (rnd * nt + tid) // KSB
+                bg = rnd * RB + bgl
                 b0 = bg * BB
                 for a in range(NACC):
                     acc[a] = nbt(0.0)
-                if s > 0 and bg < NBG:
-                    for r in range(lane, GH, KSB):
-                        for u in range(BB):
-                            if b0 + u < B:
-                                if is_lstm:
-                                    xv[u] = dxg[t + 1, b0 + u, r]
-                                else:
-                                    xv[u] = dhg[t + 1, b0 + u, r]
-                            else:
-                                xv[u] = nbt(0.0)
-                        for jj in range(J):
-                            w = sWT[jj * GH + r]
-                            for u in range(BB):
-                                acc[jj * BB + u] += w * xv[u]
+                if s > 0:
+                    for r0 in range(0, GH, RC):
+                        rc = min(RC, GH - r0)
+                        cuda.syncthreads()
+                        if is_lstm:
+                            stage(sm, off, RP, dxg, t + 1, rnd * rows, B, r0, rows, rc, tid, nt)
+                        else:
+                            stage(sm, off, RP, dhg, t + 1, rnd * rows, B, r0, rows, rc, tid, nt)
+                        cuda.syncthreads()
+                        if bgl < RB and bg < NBG:
+                            c = U(lane)
+                            rcu = U(rc)
+                            while c < rcu:
+                                hp = drowu + c
+                                for u in range(BB):
+                                    xv[u] = sm[hp]
+                                    hp += RPu
+                                wa = U(r0) + c
+                                for jj in range(J):
+                                    w = sm[wa]
+                                    wa += GHu
+                                    for u in range(BB):
+                                        acc[jj * BB + u] += w * xv[u]
+                                c += U(KSB)
                 reduce(acc, lane)
                 if True:
                     pair = lane & (NACC - 1)     # lanes >= NACC hold copies: not written
@@ -248,7 +333,7 @@ def build_backward(cell, J, dt):
                     jj = pair // BB
                     b = b0 + pair - jj * BB
                     j = j0 + jj
-                    if lane < NACC and bg < NBG and b < B and j < H:
+                    if lane < NACC and bgl < RB and bg < NBG and b < B and j < H:
                         if is_lstm:
                             if s == 0:
                                 rec = dh0[b, j]
@@ -261,11 +346,11 @@ def build_backward(cell, J, dt):
                                 og = gates[t, b, 3 * H + j]
                                 tc = math.tanh(cs[t + 1, b, j])
                                 dh = dhs[t, b, j] + rec
-                                dao = dh * tc * og * (1.0 - og)
-                                d = carry[b, j] + dh * og * (1.0 - tc * tc)
-                                dxg[t, b, j] = d * gg * ig * (1.0 - ig)
-                                dxg[t, b, H + j] = d * cs[t, b, j] * fg * (1.0 - fg)
-                                dxg[t, b, 2 * H + j] = d * ig * (1.0 - gg * gg)
+                                dao = dh * tc * og * (one - og)
+                                d = carry[b, j] + dh * og * (one - tc * tc)
+                                dxg[t, b, j] = d * gg * ig * (one - ig)
+                                dxg[t, b, H + j] = d * cs[t, b, j] * fg * (one - fg)
+                                dxg[t, b, 2 * H + j] = d * ig * (one - gg * gg)
                                 dxg[t, b, 3 * H + j] = dao
                                 carry[b, j] = d * fg
                         else:
@@ -276,9 +361,9 @@ def build_backward(cell, J, dt):
                                 z = gates[t, b, H + j]
                                 n = gates[t, b, 2 * H + j]
                                 dh = dhs[t, b, j] + carry[b, j] + rec
-                                daz = dh * (hs[t, b, j] - n) * z * (1.0 - z)
-                                dan = dh * (1.0 - z) * (1.0 - n * n)
-                                dar = dan * hn[t, b, j] * r_ * (1.0 - r_)
+                                daz = dh * (hs[t, b, j] - n) * z * (one - z)
+                                dan = dh * (one - z) * (one - n * n)
+                                dar = dan * hn[t, b, j] * r_ * (one - r_)
                                 dxg[t, b, j] = dar
                                 dxg[t, b, H + j] = daz
                                 dxg[t, b, 2 * H + j] = dan
@@ -296,40 +381,82 @@ def build_backward(cell, J, dt):
 # fit: which J, how many blocks and threads, how much shared memory
 # ------------------------------------------------------------------------------------------------
 def _threads(n):
-    """Round up to whole warps, at most config.PERSIST_MAX_THREADS."""
-    n = max(32, (n + 31) // 32 * 32)
-    return min(n, config.PERSIST_MAX_THREADS)
+    """Round up to whole warps."""
+    return max(32, (n + 31) // 32 * 32)
+
+
+def _chunks(n):
+    """Chunk widths to try for a staged dimension of length n: n, then halves (multiples of 32,
+    at least 32), capped by config.PERSIST_MAX_CHUNK."""
+    cap = config.PERSIST_MAX_CHUNK or n
+    out = []
+    c = n
+    while True:
+        cc = min(c, cap)
+        if cc not in out:
+            out.append(cc)
+        if c <= 32:
+            break
+        c = max(32, ((c + 1) // 2 + 31) // 32 * 32)
+    return out
+
+
+def _shapes(per_group, NBG, fixed, row_len, itemsize, limit):
+    """(rounds * chunks, -threads, threads, RB, chunk, smem) for every (batch groups per round RB,
+    chunk width) whose shared memory fits, best first: fewest staged chunks per step, then most
+    threads."""
+    out = []
+    rb = max(1, min(NBG, config.PERSIST_MAX_THREADS // per_group))
+    rbs = []
+    while True:
+        rbs.append(rb)
+        if rb == 1:
+            break
+        rb = (rb + 1) // 2
+    for RB in rbs:
+        nt = _threads(per_group * RB)
+        if nt > max(config.PERSIST_MAX_THREADS, 32):
+            continue
+        for C in _chunks(row_len):
+            smem = (fixed + RB * BB * (C + 4)) * itemsize
+            if smem <= limit:
+                n_iter = ((NBG + RB - 1) // RB) * ((row_len + C - 1) // C)
+                out.append((n_iter, -nt, nt, RB, C, smem))
+                break                      # the widest chunk that fits for this RB
+    out.sort()
+    return out
 
 
 def plan(cell, B, H, itemsize, device=None):
     """The launch shape of both kernels, or None with the reason in STATUS["declined"].
 
-    Returns {"J", "blocks", "fwd_threads", "bwd_threads", "fwd_smem", "bwd_smem"}. A J fits when
-    both kernels' shared memory is within the per-block limit and NB = ceil(H / J) blocks can be
-    co-resident (the device's max cooperative grid for that block and shared size). Among the
-    fitting J, the smallest J with NB <= number of SMs is preferred (one block per SM, more work
-    per thread), else the smallest fitting J."""
+    Returns {"J", "blocks", "fwd_threads", "bwd_threads", "fwd_smem", "bwd_smem", "fwd_rb",
+    "fwd_kc", "bwd_rb", "bwd_rc"}. For each J, the forward needs G J (H + KSF) floats of weights
+    plus a staged chunk of h (RB 4 rows x KC), the backward J G H floats plus a chunk of da
+    (RB 4 rows x RC); shapes are tried fewest chunks per step first, then most threads, and one
+    fits when its shared memory is within the per-block limit and NB = ceil(H / J) blocks can be
+    co-resident (the device's max cooperative grid for that block and shared size). The smallest
+    J with NB <= number of SMs is preferred (one block per SM), else the smallest fitting J."""
     G = 4 if cell == "lstm" else 3
     dt = "float32" if itemsize == 4 else "float64"
     info = device_limits(device)
     NBG = (B + BB - 1) // BB
-    cands = []
-    for J in config.PERSIST_J:
-        NB = (H + J - 1) // J
-        ft, bt = _threads(J * NBG * KS), _threads(NBG * KSB)
-        fs = G * J * (H + PAD) * itemsize
-        bs = J * G * H * itemsize
-        if max(fs, bs) <= info["smem_limit"]:
-            cands.append({"J": J, "blocks": NB, "fwd_threads": ft, "bwd_threads": bt, "fwd_smem": fs,
-                          "bwd_smem": bs})
-    # one block per SM first (more work per thread, fewer blocks at the barrier), then the rest;
-    # the co-residency check compiles the kernel, so it runs only on the candidates tried
-    ordered = [c for c in cands if c["blocks"] <= info["sms"]] + [c for c in cands if c["blocks"] > info["sms"]]
-    for c in ordered:
-        J = c["J"]
-        if c["blocks"] <= info["max_blocks"](cell, J, c["fwd_threads"], c["fwd_smem"], dt=dt) and \
-                c["blocks"] <= info["max_blocks"](cell, J, c["bwd_threads"], c["bwd_smem"], backward=True, dt=dt):
-            return c
+    Js = list(config.PERSIST_J)
+    NBs = {J: (H + J - 1) // J for J in Js}
+    ordered = [J for J in Js if NBs[J] <= info["sms"]] + [J for J in Js if NBs[J] > info["sms"]]
+    for J in ordered:
+        NB = NBs[J]
+        KSF = ks_for(J)
+        fw = _shapes(J * KSF, NBG, G * J * (H + KSF), H, itemsize, info["smem_limit"])
+        bw = _shapes(KSB, NBG, J * G * H, G * H, itemsize, info["smem_limit"])
+        f = next((x for x in fw if NB <= info["max_blocks"](cell, J, x[2], x[5], dt=dt)), None)
+        if f is None:
+            continue
+        b = next((x for x in bw if NB <= info["max_blocks"](cell, J, x[2], x[5], backward=True, dt=dt)), None)
+        if b is None:
+            continue
+        return {"J": J, "blocks": NB, "fwd_threads": f[2], "bwd_threads": b[2], "fwd_smem": f[5],
+                "bwd_smem": b[5], "fwd_rb": f[3], "fwd_kc": f[4], "bwd_rb": b[3], "bwd_rc": b[4]}
     return None
 
 
@@ -440,8 +567,8 @@ def signature(cell, dt, backward):
     f = dt
     a3 = f"{f}[:, :, ::1]"
     if backward:
-        return f"void({f}[:, ::1], {a3}, {a3}, {a3}, {a3}, {a3}, {f}[:, ::1], {f}[:, ::1], {a3}, {a3})"
-    return f"void({f}[:, ::1], {f}[::1], {a3}, {a3}, {a3}, {a3}, {a3})"
+        return f"void({f}[:, ::1], {a3}, {a3}, {a3}, {a3}, {a3}, {f}[:, ::1], {f}[:, ::1], {a3}, {a3}, int64, int64)"
+    return f"void({f}[:, ::1], {f}[::1], {a3}, {a3}, {a3}, {a3}, {a3}, int64, int64)"
 
 
 def kernel(cell, J, dt, backward=False):
@@ -462,7 +589,8 @@ _PLANS = {}
 
 def _plan_or_decline(cell, B, H, dtype):
     itemsize = np.dtype(dtype).itemsize
-    key = (cell, B, H, itemsize, tuple(config.PERSIST_J), config.PERSIST_MAX_BLOCKS, config.PERSIST_MAX_THREADS)
+    key = (cell, B, H, itemsize, tuple(config.PERSIST_J), config.PERSIST_MAX_BLOCKS, config.PERSIST_MAX_THREADS,
+           config.PERSIST_MAX_CHUNK)
     if key in _PLANS:
         pl = _PLANS[key]
     else:
@@ -501,7 +629,8 @@ def forward(cell, ws, xg, W_hh, b_hh):
     kern = kernel(cell, pl["J"], xg.dtype.name)
     hs = ws["hs"]
     other = ws["cs"] if cell == "lstm" else ws["hn"]
-    args = (W_hh, b_hh, xg, hs, other if cell == "lstm" else hs, ws["gates"], ws["hn"] if cell == "gru" else hs)
+    args = (W_hh, b_hh, xg, hs, other if cell == "lstm" else hs, ws["gates"], ws["hn"] if cell == "gru" else hs,
+            int(pl["fwd_kc"]), int(pl["fwd_rb"]))
     try:
         _launch(kern, pl, pl["fwd_threads"], pl["fwd_smem"], args, False)
     except Exception as e:  # noqa: BLE001 - the per-step path still works
@@ -526,9 +655,10 @@ def backward(cell, ws, xg, W_hh, dhs, dxg, dh0):
     hs = ws["hs"]
     if cell == "lstm":
         ops.copy(ws["dh_next"], dh0)
-        args = (W_hh, ws["gates"], hs, ws["cs"], hs, dhs, ws["dc"], dh0, dxg, dxg)
+        args = (W_hh, ws["gates"], hs, ws["cs"], hs, dhs, ws["dc"], dh0, dxg, dxg, int(pl["bwd_rc"]), int(pl["bwd_rb"]))
     else:
-        args = (W_hh, ws["gates"], hs, hs, ws["hn"], dhs, ws["dh_next"], dh0, dxg, ws["dhg"])
+        args = (W_hh, ws["gates"], hs, hs, ws["hn"], dhs, ws["dh_next"], dh0, dxg, ws["dhg"], int(pl["bwd_rc"]),
+                int(pl["bwd_rb"]))
     try:
         _launch(kern, pl, pl["bwd_threads"], pl["bwd_smem"], args, True)
     except Exception as e:  # noqa: BLE001
