@@ -38,6 +38,7 @@ def small_launches():
     if SIM:
         config.TILE, config.THREADS, config.XENT_THREADS, config.REDUCE_THREADS = 4, 32, 8, 8
         config.SAMPLE_THREADS = 8
+        config.MM_TILE, config.MM_TT, config.MM_BK = 8, 2, 4
         sys.setswitchinterval(5e-4)   # simulator barriers ~7x cheaper
     yield
     for k, v in saved.items():
@@ -59,10 +60,15 @@ def rel(a, b):
 
 
 # ---- ops -------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["tile", "register-tiled"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_matmul_all_transposes(dtype):
+def test_matmul_all_transposes(dtype, kind):
+    """Both product kernels: the TILE x TILE one (2 x 3 tiles of 4 in the simulator) and the
+    register-tiled one (tiles of 8 outputs, 2 x 2 per thread, k in steps of 4 in the simulator:
+    partial tiles on every edge)."""
+    config.MM_MIN = 1 if kind == "register-tiled" else 10 ** 9
     rng = np.random.default_rng(0)
-    M, N, K = 7, 9, 6          # 2 x 3 tiles of 4 in the simulator
+    M, N, K = 7, 9, 6
     bias = rng.standard_normal(N).astype(dtype)
     for ta in (0, 1):
         for tb in (0, 1):

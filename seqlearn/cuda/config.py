@@ -2,6 +2,10 @@
 into a kernel). The tests shrink them so that tiny problems still use several blocks."""
 
 TILE = 16            # tiled matrix product: TILE x TILE threads per block
+MM_TILE = 64         # register-tiled product: MM_TILE x MM_TILE outputs per block,
+MM_TT = 4            #   MM_TT x MM_TT per thread ((MM_TILE / MM_TT)^2 threads),
+MM_BK = 16           #   MM_BK columns of k per staged tile
+MM_MIN = 64          # use it when both output sides are at least this (else the TILE kernel)
 THREADS = 256        # elementwise / gather / scatter / optimizer kernels: threads per block
 MAX_BLOCKS = 4096    # grid-stride kernels never launch more blocks than this
 XENT_THREADS = 128   # softmax cross-entropy: threads per row (a power of two)

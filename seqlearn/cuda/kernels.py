@@ -15,7 +15,7 @@ import weakref
 import numba
 import numpy as np
 from numba import config as _nbconfig
-from numba import cuda, float32, float64, int64
+from numba import cuda, float32, float64, int64, uint64
 
 SIMULATOR = bool(_nbconfig.ENABLE_CUDASIM)
 _CACHE = {}
@@ -214,6 +214,102 @@ def build_matmul(tile, dt):
                 C[row, col] = s
 
     return matmul
+
+
+def build_matmul_rt(bt, bk, tt, dt):
+    """Register-tiled product, same contract as build_matmul: one (bt x bt) output tile per block
+    of (bt / tt)^2 threads, each thread a tt x tt register tile (rows ty + i bt/tt, columns
+    tx + j bt/tt); operand tiles of bk columns of k staged in shared memory k-major (row stride
+    bt + 1: the transposed-operand stores do not conflict). Per k: 2 tt shared loads for tt^2 FMAs
+    (the TILE x TILE kernel needs 2 loads per FMA)."""
+    nbt = nbtype(dt)
+    nth = bt // tt
+    NT = nth * nth
+    LD = bt + 1
+    NL = (bt * bk) // NT          # tile elements each thread copies per operand
+    TT2 = tt * tt
+    SZ = bk * LD
+    assert NL * NT == bt * bk
+
+    @cuda.jit
+    def matmul_rt(A, Bm, C, bias, ta, tb, accumulate, has_bias):
+        sA = cuda.shared.array(SZ, nbt)
+        sB = cuda.shared.array(SZ, nbt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * nth + tx
+        txu = uint64(tx)
+        tyu = uint64(ty)
+        m0 = cuda.blockIdx.y * bt
+        n0 = cuda.blockIdx.x * bt
+        M = C.shape[0]
+        N = C.shape[1]
+        K = A.shape[0] if ta else A.shape[1]
+        acc = cuda.local.array(TT2, nbt)
+        av = cuda.local.array(tt, nbt)
+        bv = cuda.local.array(tt, nbt)
+        for i in range(TT2):
+            acc[i] = nbt(0.0)
+        for k0 in range(0, K, bk):
+            for ll in range(NL):
+                e = tid + ll * NT
+                if ta:
+                    mm = e % bt
+                    kk = e // bt
+                else:
+                    kk = e % bk
+                    mm = e // bk
+                m = m0 + mm
+                k = k0 + kk
+                v = nbt(0.0)
+                if m < M and k < K:
+                    if ta:
+                        v = A[k, m]
+                    else:
+                        v = A[m, k]
+                sA[kk * LD + mm] = v
+                if tb:
+                    kk = e % bk
+                    nn = e // bk
+                else:
+                    nn = e % bt
+                    kk = e // bt
+                n = n0 + nn
+                k = k0 + kk
+                w = nbt(0.0)
+                if n < N and k < K:
+                    if tb:
+                        w = Bm[n, k]
+                    else:
+                        w = Bm[k, n]
+                sB[kk * LD + nn] = w
+            cuda.syncthreads()
+            for kk in range(bk):
+                # unsigned offsets: no negative-index wraparound code in the inner loop
+                ka = uint64(kk * LD) + tyu
+                kb = uint64(kk * LD) + txu
+                for i in range(tt):
+                    av[i] = sA[ka + uint64(nth * i)]
+                for j in range(tt):
+                    bv[j] = sB[kb + uint64(nth * j)]
+                for i in range(tt):
+                    for j in range(tt):
+                        acc[i * tt + j] += av[i] * bv[j]
+            cuda.syncthreads()
+        for i in range(tt):
+            m = m0 + ty + nth * i
+            for j in range(tt):
+                n = n0 + tx + nth * j
+                if m < M and n < N:
+                    v = acc[i * tt + j]
+                    if has_bias:
+                        v += bias[n]
+                    if accumulate:
+                        C[m, n] += v
+                    else:
+                        C[m, n] = v
+
+    return matmul_rt
 
 
 # ------------------------------------------------------------------------------------------------
@@ -696,6 +792,9 @@ def registry():
         f = dt
         out.append((f"matmul[{dt}]", get(build_matmul, config.TILE, dt),
                     [f"void({f}[:, :], {f}[:, :], {f}[:, :], {f}[::1], int64, int64, int64, int64)"]))
+        out.append((f"matmul_rt[{dt}]", get(build_matmul_rt, config.MM_TILE, config.MM_BK, config.MM_TT, dt),
+                    [f"void({f}[:, :], {f}[:, :], {f}[:, :], {f}[::1], int64, int64, int64, int64)",
+                     f"void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[::1], int64, int64, int64, int64)"]))
         out.append((f"reduce_sum[{dt}]", get(build_reduce, config.REDUCE_THREADS, dt),
                     [f"void({f}[::1], {f}[::1], int64)"]))
         out.append((f"xent[{dt}]", get(build_xent, config.XENT_THREADS, dt),

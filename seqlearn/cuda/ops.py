@@ -87,9 +87,17 @@ def clip_all(x, lo, hi):
 # ---- products ----------------------------------------------------------------------------------
 def matmul(A, B, C, bias=None, ta=False, tb=False, accumulate=False):
     """C (M, N) = [C +] op(A) @ op(B) [+ bias]; op(X) = X.T when the flag is set. 2-D arrays of any
-    strides; tiled through shared memory (config.TILE)."""
+    strides; tiled through shared memory: register tiles (config.MM_*) when both output sides are
+    at least config.MM_MIN, else config.TILE x TILE one output per thread."""
     M, N = C.shape
     if M == 0 or N == 0:
+        return
+    if M >= config.MM_MIN and N >= config.MM_MIN:
+        bt, tt = config.MM_TILE, config.MM_TT
+        kern = K.get(K.build_matmul_rt, bt, config.MM_BK, tt, C.dtype.name)
+        grid = ((N + bt - 1) // bt, (M + bt - 1) // bt)
+        K.launch(kern, (grid, (bt // tt, bt // tt)), (A, B, C, dummy(C.dtype) if bias is None else bias, int(ta),
+                                                      int(tb), int(accumulate), int(bias is not None)))
         return
     tile = config.TILE
     kern = K.get(K.build_matmul, tile, C.dtype.name)
