@@ -135,7 +135,8 @@ def memory(lags, cells, hidden, batch, lr, clip, clip_mode, carry_bias, max_step
                      seed=seed, device=device, on_row=done, eval_every=25)
     if plot:
         from seqlearn.experiments.plots import memory_plot
-        memory_plot(rows, plot, title=f"remember the first symbol: equal parameters (~{rows[0]['params']:,}), "
+        budget = M.num_params("lstm", len(M.RememberFirst(2).vocab), hidden)
+        memory_plot(rows, plot, title=f"remember the first symbol: ~{budget:,} parameters per cell, "
                                       f"adam lr {lr:g}, clip {clip:g}, carry bias {carry_bias:g}")
     if as_json:
         click.echo(json.dumps(rows, indent=1))
@@ -184,6 +185,9 @@ def memory_table(rows, max_steps=None):
 @click.option("--clock", type=click.Choice(list(C.CLOCKS)), default="cpu", show_default=True,
               help="cpu: this process's CPU seconds (with one BLAS thread, what the run takes on an idle "
                    "machine, independent of other load); wall: elapsed seconds.")
+@click.option("--match", type=click.Choice(["params", "hidden"]), default="params", show_default=True,
+              help="params: every cell gets the parameter count of the lstm of each size; hidden: every cell "
+                   "gets the size itself as its hidden size (a gru is then smaller and cheaper).")
 @click.option("--points", type=click.IntRange(min=1), default=12, show_default=True,
               help="Validation points on each curve.")
 @click.option("--layers", type=click.IntRange(min=1), default=1, show_default=True)
@@ -207,7 +211,7 @@ def memory_table(rows, max_steps=None):
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @device_option()
 @friendly
-def compare(text, sizes, cells, seconds, clock, points, layers, batch, seq_len, lr, clip, val_frac, seed, out,
+def compare(text, sizes, cells, seconds, clock, match, points, layers, batch, seq_len, lr, clip, val_frac, seed, out,
             quick, plot, as_json, threads, quiet, device):
     """Train lstm and gru on TEXT at equal parameter counts for equal training time.
 
@@ -231,10 +235,10 @@ def compare(text, sizes, cells, seconds, clock, points, layers, batch, seq_len, 
     log = _progress(quiet, to_stderr=True)
     if log:
         log(f"compare on {text}: sizes {','.join(map(str, sizes))}, cells {','.join(cells)}, {seconds:g} {clock} "
-            f"seconds per run, {layers} layer(s), batch {batch}x{seq_len}, adam lr {lr:g}, clip {clip:g}, {device}")
+            f"seconds per run, equal {match}, {layers} layer(s), batch {batch}x{seq_len}, adam lr {lr:g}, clip {clip:g}, {device}")
     with blas_threads(threads):
         rows, curves = C.run(text, sizes, cells, seconds=seconds, points=points, layers=layers, batch=batch,
-                             seq_len=seq_len, lr=lr, clip=clip, val_frac=val_frac, clock=clock, seed=seed,
+                             seq_len=seq_len, lr=lr, clip=clip, val_frac=val_frac, clock=clock, match=match, seed=seed,
                              device=device, out=out, log=log)
     if plot:
         from seqlearn.experiments.plots import compare_plot

@@ -60,6 +60,14 @@ def test_cli_compare_tiny_run(text, tmp_path):
                                  "-q"])
     assert r.exit_code == 0, r.output
     assert "| 4 | gru-cho |" in r.output
+    # --match hidden: the same hidden size for every cell, so the gru is the smaller model
+    r = CliRunner().invoke(cli, ["experiment", "compare", str(text), "--sizes", "6", "--seconds", "0.2",
+                                 "--match", "hidden", "--batch", "4", "--seq-len", "8", "--device", "ref",
+                                 "--json", "-q"])
+    assert r.exit_code == 0, r.output
+    lstm, gru = json.loads(r.output)
+    assert lstm["hidden"] == gru["hidden"] == 6
+    assert gru["params"] < lstm["params"]
 
 
 def test_cli_compare_plot(text, tmp_path):

@@ -97,13 +97,17 @@ class _TimedRun(Trainer):
 
 
 def run(text, sizes=DEFAULT_SIZES, cells=DEFAULT_CELLS, *, seconds=120.0, points=12, layers=1, batch=32,
-        seq_len=64, lr=2e-3, clip=5.0, val_frac=0.1, val_slice=16384, clock="cpu", seed=0, device="cpu",
-        out=None, log=None, on_row=None):
-    """Train every (size, cell) pair; returns (rows, curves). rows: one dict per run; curves:
+        seq_len=64, lr=2e-3, clip=5.0, val_frac=0.1, val_slice=16384, clock="cpu", match="params", seed=0,
+        device="cpu", out=None, log=None, on_row=None):
+    """Train every (size, cell) pair; returns (rows, curves). match="params": every cell has the
+    parameter count of an lstm of hidden size `size`; "hidden": every cell has hidden size `size`.
+    rows: one dict per run; curves:
     {run label: [{"seconds", "step", "val_bpc"}, ...]}."""
     bad = [c for c in cells if c not in CELLS]
     if bad:
         raise ValueError(f"unknown cell {bad[0]!r}; choose from {', '.join(CELLS)}")
+    if match not in ("params", "hidden"):
+        raise ValueError(f"unknown match {match!r}; choose params or hidden")
     if clock not in CLOCKS:
         raise ValueError(f"unknown clock {clock!r}; choose cpu or wall")
     if not seconds > 0:
@@ -121,7 +125,7 @@ def run(text, sizes=DEFAULT_SIZES, cells=DEFAULT_CELLS, *, seconds=120.0, points
                        "val_frac": val_frac, "seed": seed, "device": device, "steps": 10 ** 9,
                        "eval_every": 10 ** 9, "log_every": 10 ** 9, "sample_len": 1}
                 budget = count_params("lstm", V, size, layers)
-                H = hidden_for_budget(cell, V, layers, budget, peep)
+                H = hidden_for_budget(cell, V, layers, budget, peep) if match == "params" else size
                 label = f"{name} H={H}"
                 t = _TimedRun(dict(cfg, hidden=H), os.path.join(base, f"{name}-h{H}"), force=True, echo=quiet)
                 t.setup(seconds, seconds / points, val_slice, clock)
@@ -131,7 +135,7 @@ def run(text, sizes=DEFAULT_SIZES, cells=DEFAULT_CELLS, *, seconds=120.0, points
                 train_time = t.timed_run()
                 v = t.validate()
                 row = {"cell": cell, "variant": variant if cell == "gru" else ("peephole" if peep else "-"),
-                       "name": name, "size": size, "hidden": H, "layers": layers, "params": t.model.num_params,
+                       "name": name, "size": size, "match": match, "hidden": H, "layers": layers, "params": t.model.num_params,
                        "seconds": round(train_time, 2), "clock": clock,
                        "wall_seconds": round(time.perf_counter() - w0, 2), "steps": t.step,
                        "ms_per_step": round(1e3 * train_time / max(t.step, 1), 2),
