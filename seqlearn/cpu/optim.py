@@ -6,10 +6,11 @@ BLAS thread pool. Hyperparameters are arguments (numba freezes module globals).
 """
 import math
 
-import numba
 import numpy as np
 
-_jit = numba.njit(cache=True, error_model="numpy", nogil=True)
+from ._jit import jit
+
+_jit = jit(fastmath=False)   # cached, with the read-only-install fallback of _jit.py
 
 
 @_jit
