@@ -28,6 +28,7 @@ if not hasattr(np, "row_stack"):  # numba-cuda 0.30 calls it; numpy 2.5 removed 
 
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "0")
 RESULTS = {}
+PEAK = {}
 V = 65          # vocabulary of the benchmark (tiny-shakespeare size)
 T = 100
 
@@ -62,6 +63,8 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT"))
     ap.add_argument("--quick", action="store_true", help="H=512 only, fewer repetitions")
     ap.add_argument("--reps", type=int, default=15)
+    ap.add_argument("--per-step", action="store_true", help="also time the per-step path (slow)")
+    ap.add_argument("--table", default=None, help="also write the final markdown table to this file")
     ARGS = ap.parse_args()
 
     @section("env")
@@ -110,35 +113,65 @@ def main():
         from seqlearn.cuda import persist
         out = {}
         d = cuda.get_current_device()
+        plans = (RESULTS.get("persistent fit") or {}).get("plans") or {}
         for cell in ("lstm", "gru"):
-            for J in (1, 2, 4, 8):
+            for J in (4, 8):
                 for bw in (False, True):
                     key = f"{cell} J={J} {'bwd' if bw else 'fwd'} f32"
                     try:
                         ov = persist.compiled(cell, J, "float32", bw)
-                        r = {"regs": ov.get_regs_per_thread() if hasattr(ov, "get_regs_per_thread") else None}
+                        r = {}
                         try:
                             attrs = ov._codelibrary.get_cufunc().attrs
                             r.update(regs=attrs.regs, local=attrs.local, static_shared=attrs.shared,
                                      maxthreads=attrs.maxthreads)
                         except Exception as e:  # noqa: BLE001
                             r["attrs_error"] = str(e)
-                        for thr in (128, 256, 512, 1024):
+                        shapes = {(256, 32 * 1024), (512, 32 * 1024), (256, 200 * 1024), (512, 200 * 1024)}
+                        for pk, pl in plans.items():
+                            if pl and pk.startswith(cell) and pl["J"] == J:
+                                shapes.add((pl["bwd_threads" if bw else "fwd_threads"], pl["bwd_smem" if bw else "fwd_smem"]))
+                        for thr, sm in sorted(shapes):
                             try:
-                                r[f"coop_blocks@{thr}thr,32KB"] = ov.max_cooperative_grid_blocks(thr, 32 * 1024)
+                                if sm > 48 * 1024:
+                                    persist.set_max_dynamic_smem(ov, sm)
+                                r[f"coop_blocks@{thr}thr,{sm // 1024}KB"] = ov.max_cooperative_grid_blocks(thr, sm)
                             except Exception as e:  # noqa: BLE001
-                                r[f"coop_blocks@{thr}thr"] = f"{type(e).__name__}: {e}"
-                        big = 128 * 1024
-                        try:
-                            persist.set_max_dynamic_smem(ov, big)
-                            r["optin_128KB"] = "ok"
-                            r["coop_blocks@256thr,128KB"] = ov.max_cooperative_grid_blocks(256, big)
-                        except Exception as e:  # noqa: BLE001
-                            r["optin_128KB"] = f"{type(e).__name__}: {e}"
+                                r[f"coop_blocks@{thr}thr,{sm // 1024}KB"] = f"{type(e).__name__}: {e}"
                         out[key] = r
                     except Exception as e:  # noqa: BLE001
                         out[key] = f"{type(e).__name__}: {e}"
         out["sms"] = d.MULTIPROCESSOR_COUNT
+        return show(out)
+
+    @section("peak and products")
+    def peak():
+        """The fp32 ceiling measured here (torch matmul, TF32 off) and seqlearn's register-tiled
+        product on the weight-gradient shapes."""
+        from seqlearn.cuda import ops
+        out = {}
+        try:
+            import torch
+            torch.backends.cuda.matmul.allow_tf32 = False
+            n = 8192
+            a, b = torch.randn(n, n, device="cuda"), torch.randn(n, n, device="cuda")
+            ms = _torch_ms(lambda: a @ b, 5, warm=2)
+            out["torch_fp32_matmul_tflops"] = round(2 * n ** 3 / ms / 1e9, 1)
+            PEAK["fp32"] = 2 * n ** 3 / ms / 1e9
+            del a, b
+        except Exception as e:  # noqa: BLE001
+            out["torch_error"] = f"{type(e).__name__}: {e}"
+        for M, N, Kd in ((2048, 512, 3200), (4096, 1024, 6400)):
+            A = ops.to_device(np.random.default_rng(0).standard_normal((Kd, M)).astype(np.float32))
+            Bm = ops.to_device(np.random.default_rng(1).standard_normal((Kd, N)).astype(np.float32))
+            Cm = ops.zeros((M, N), np.float32)
+            ms = _median_ms(lambda: ops.matmul(A, Bm, Cm, ta=True, accumulate=True), 5, warm=2)
+            ref_ = (ops.to_host(A).T.astype(np.float64) @ ops.to_host(Bm).astype(np.float64))
+            Cm2 = ops.zeros((M, N), np.float32)
+            ops.matmul(A, Bm, Cm2, ta=True)
+            err = float(np.abs(ops.to_host(Cm2) - ref_).max() / np.abs(ref_).max())
+            out[f"seqlearn_matmul_ta {M}x{N}x{Kd}"] = {"ms": round(ms, 3), "tflops": round(2 * M * N * Kd / ms / 1e9, 1),
+                                                       "rel_err": err}
         return show(out)
 
     @section("launch overhead")
@@ -298,7 +331,11 @@ def seqlearn_runners(cell, H, B):
                        g["rnn.weight_hh_l0"], g["rnn.bias_hh_l0"], None, dh0, dc0 if cell == "lstm" else None)
         ops.project_onehot_backward(dxg, xd, g["rnn.weight_ih_l0"], g["rnn.bias_ih_l0"])
 
-    return layer_step, model_step
+    def fwd_step():
+        ops.project_onehot(p["rnn.weight_ih_l0"], p["rnn.bias_ih_l0"], xd, xg)
+        cimpl.forward(lw, xg, p["rnn.weight_hh_l0"], p["rnn.bias_hh_l0"], None, h0, c0)
+
+    return layer_step, model_step, fwd_step
 
 
 def torch_runners(cell, H, B):
@@ -345,13 +382,14 @@ def bench_table():
                 try:
                     config.PERSISTENT = "auto"
                     persist.STATUS["last_forward"] = persist.STATUS["last_backward"] = None
-                    layer, model = seqlearn_runners(cell, H, B)
+                    layer, model, fwd_only = seqlearn_runners(cell, H, B)
                     r["sl_layer"] = _median_ms(layer, reps)
                     r["path"] = "persistent" if persist.STATUS["last_forward"] else "per-step"
                     r["path_bwd"] = "persistent" if persist.STATUS["last_backward"] else "per-step"
                     r["plan"] = persist.STATUS["last_forward"]
+                    r["sl_fwd"] = _median_ms(fwd_only, reps)
                     r["sl_model"] = _median_ms(model, reps)
-                    if r["path"] == "persistent":
+                    if ARGS.per_step and r["path"] == "persistent":
                         config.PERSISTENT = "never"
                         r["sl_layer_per_step"] = _median_ms(layer, 3, warm=1)
                         config.PERSISTENT = "auto"
@@ -372,9 +410,11 @@ def bench_table():
                 print(key, json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()},
                                       default=str), flush=True)
     config.PERSISTENT = "auto"
-    print("\n| cell | H | B | path | seqlearn layer ms | cuDNN layer ms (TF32 off / on) | ratio off / on "
-          "| seqlearn model ms | torch model ms (off / on) | ratio off / on | per-step layer ms |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    peak = PEAK.get("fp32")
+    head = ("| cell | H | B | path | sl fwd ms | sl layer ms | cuDNN layer ms off / on | ratio off / on "
+            "| % fp32 peak | sl model ms | torch model ms off / on | ratio off / on |")
+    rows.append(head)
+    rows.append("|---|---|---|---|---|---|---|---|---|---|---|---|")
 
     def f(v):
         return f"{v:.2f}" if isinstance(v, float) else "-"
@@ -383,17 +423,37 @@ def bench_table():
         return f"{a / b:.2f}" if isinstance(a, float) and isinstance(b, float) and b > 0 else "-"
     for key, r in out.items():
         cell, Hs_, Bs_ = key.split()
+        Hn, Bn = int(Hs_[2:]), int(Bs_[2:])
+        G = 4 if cell == "lstm" else 3
         sl, slm = r.get("sl_layer"), r.get("sl_model")
         t0, t1 = r.get("torch_layer_tf32=0"), r.get("torch_layer_tf32=1")
         m0, m1 = r.get("torch_model_tf32=0"), r.get("torch_model_tf32=1")
-        rows.append(f"| {cell} | {Hs_[2:]} | {Bs_[2:]} | {r.get('path', '?')}/{r.get('path_bwd', '?')} | {f(sl)} | "
-                    f"{f(t0)} / {f(t1)} | {ratio(t0, sl)} / {ratio(t1, sl)} | {f(slm)} | {f(m0)} / {f(m1)} | "
-                    f"{ratio(m0, slm)} / {ratio(m1, slm)} | {f(r.get('sl_layer_per_step'))} |")
-    print("\n".join(rows))
+        # recurrent products of forward, backward-data and weight gradient: 3 x 2 G B T H^2
+        gfl = 6 * G * Bn * T * Hn * Hn / 1e9
+        pk = f"{100 * gfl / sl / peak:.0f}%" if isinstance(sl, float) and peak else "-"
+        rows.append(f"| {cell} | {Hn} | {Bn} | {r.get('path', '?')}/{r.get('path_bwd', '?')} | {f(r.get('sl_fwd'))} | "
+                    f"{f(sl)} | {f(t0)} / {f(t1)} | {ratio(t0, sl)} / {ratio(t1, sl)} | {pk} | {f(slm)} | "
+                    f"{f(m0)} / {f(m1)} | {ratio(m0, slm)} / {ratio(m1, slm)} |")
+    rows.append(f"fp32 peak measured (torch matmul 8192^3, TF32 off): "
+                f"{peak:.1f} TFLOP/s" if peak else "fp32 peak: not measured")
+    for key, r in out.items():
+        pl = r.get("plan")
+        if pl:
+            rows.append(f"plan {key}: J={pl['J']} blocks={pl['blocks']} fwd {pl['fwd_threads']} thr "
+                        f"{pl['fwd_smem'] // 1024} KB kc={pl.get('fwd_kc')} rb={pl.get('fwd_rb')}; bwd "
+                        f"{pl['bwd_threads']} thr {pl['bwd_smem'] // 1024} KB rc={pl.get('bwd_rc')} rb={pl.get('bwd_rb')}")
+    lo = RESULTS.get("launch overhead") or {}
+    rows.append(f"launch us (8 args): dispatcher {lo.get('dispatcher_us_8args')}, K.launch {lo.get('cached_overload_us_8args')}")
     out["_fast_launch"] = dict(K.FAST)
     out["_declined"] = {str(k): v for k, v in persist.STATUS["declined"].items()}
-    print("fast launch:", out["_fast_launch"])
-    print("declined:", out["_declined"])
+    rows.append(f"fast launch: {out['_fast_launch']}")
+    rows.append(f"declined: {out['_declined']}")
+    pr = RESULTS.get("peak and products") or {}
+    rows.append("products: " + json.dumps({k: v for k, v in pr.items() if k.startswith("seqlearn")}))
+    print("\n" + "\n".join(rows), flush=True)
+    if ARGS.table:
+        with open(ARGS.table, "w") as fh:
+            fh.write("\n".join(rows) + "\n")
     out["_table"] = rows
     return out
 

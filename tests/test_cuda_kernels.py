@@ -39,6 +39,7 @@ def small_launches():
         config.TILE, config.THREADS, config.XENT_THREADS, config.REDUCE_THREADS = 4, 32, 8, 8
         config.SAMPLE_THREADS = 8
         config.MM_TILE, config.MM_TT, config.MM_BK = 8, 2, 4
+        config.COLSUM_ROWS = 2
         sys.setswitchinterval(5e-4)   # simulator barriers ~7x cheaper
     yield
     for k, v in saved.items():
@@ -86,7 +87,7 @@ def test_matmul_all_transposes(dtype, kind):
 
 def test_gathers_scatters_and_helpers():
     rng = np.random.default_rng(1)
-    T, B, V, GH, E = 3, 2, 5, 12, 4
+    T, B, V, GH, E = 3, 2, 5, 40, 4    # GH = 40: two blocks of 32 columns (one partial)
     x = rng.integers(0, V, (T, B))
     x[0, :] = 2                      # repeated indices: the scatter-add must not lose updates
     W = rng.standard_normal((GH, V))

@@ -11,6 +11,7 @@ MAX_BLOCKS = 4096    # grid-stride kernels never launch more blocks than this
 XENT_THREADS = 128   # softmax cross-entropy: threads per row (a power of two)
 REDUCE_THREADS = 256 # sum / sum of squares: threads per block (a power of two)
 SAMPLE_THREADS = 128 # sampler: threads per sequence (a power of two)
+COLSUM_ROWS = 16     # column sums / one-hot scatter: 32 columns x COLSUM_ROWS row slices per block
 
 # Persistent (grid-synchronised) recurrent kernels: "auto" uses them where they fit,
 # "never" always takes the per-step path, "always" raises when they do not fit.

@@ -366,6 +366,72 @@ def k_colsum(A, out, accumulate):
             out[c] = s
 
 
+def build_colsum(R, dt):
+    """out[c] (+)= sum_n A[n, c] with blocks of 32 columns x R row slices: lane tx of row slice ty
+    sums rows ty, ty + R, ... of column c (coalesced across the 32 columns), then the R partial
+    sums are added in a fixed order (deterministic). k_colsum's one thread per column walks all
+    N = T*B rows one dependent load after another."""
+    nbt = nbtype(dt)
+
+    @cuda.jit
+    def colsum(A, out, accumulate):
+        red = cuda.shared.array((R, 32), nbt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        c = cuda.blockIdx.x * 32 + tx
+        N = A.shape[0]
+        C = A.shape[1]
+        s = nbt(0.0)
+        if c < C:
+            for n in range(ty, N, R):
+                s += A[n, c]
+        red[ty, tx] = s
+        cuda.syncthreads()
+        if ty == 0 and c < C:
+            tot = nbt(0.0)
+            for r in range(R):
+                tot += red[r, tx]
+            if accumulate:
+                out[c] += tot
+            else:
+                out[c] = tot
+
+    return colsum
+
+
+def build_onehot_scatter(R, dt):
+    """dW_ih[c, x[n]] += dout[n, c] for 32 columns c per block: the block's R row slices add into a
+    (V, 32) shared-memory table with shared atomics, then the table is added to dW_ih once
+    (k_project_onehot_backward does one global atomic per element of dout, ~50 colliding per
+    address at V = 65)."""
+    nbt = nbtype(dt)
+
+    @cuda.jit
+    def scatter(dout, x, dW_ih):
+        tab = cuda.shared.array(0, nbt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * 32 + tx
+        V = dW_ih.shape[1]
+        N = dout.shape[0]
+        C = dout.shape[1]
+        c = cuda.blockIdx.x * 32 + tx
+        for i in range(tid, V * 32, 32 * R):
+            tab[i] = nbt(0.0)
+        cuda.syncthreads()
+        if c < C:
+            for n in range(ty, N, R):
+                cuda.atomic.add(tab, x[n] * 32 + tx, dout[n, c])
+        cuda.syncthreads()
+        for i in range(tid, V * 32, 32 * R):
+            v = i // 32
+            cc = cuda.blockIdx.x * 32 + (i - v * 32)
+            if cc < C:
+                dW_ih[cc, v] += tab[i]
+
+    return scatter
+
+
 # ------------------------------------------------------------------------------------------------
 # gathers and scatters
 # ------------------------------------------------------------------------------------------------
@@ -799,6 +865,10 @@ def registry():
                     [f"void({f}[::1], {f}[::1], int64)"]))
         out.append((f"xent[{dt}]", get(build_xent, config.XENT_THREADS, dt),
                     [f"void({f}[:, ::1], int64[::1], {f}[::1], float64, int64)"]))
+        out.append((f"colsum32[{dt}]", get(build_colsum, config.COLSUM_ROWS, dt),
+                    [f"void({f}[:, :], {f}[::1], int64)", f"void({f}[:, ::1], {f}[::1], int64)"]))
+        out.append((f"onehot_scatter[{dt}]", get(build_onehot_scatter, config.COLSUM_ROWS, dt),
+                    [f"void({f}[:, ::1], int64[::1], {f}[:, ::1])"]))
     plain = [
         ("fill", k_fill, "void({f}[::1], float64)"),
         ("copy", k_copy, "void({f}[::1], {f}[::1])"),

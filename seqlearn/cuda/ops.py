@@ -110,8 +110,8 @@ def colsum(A, out, accumulate=True):
     """out (+)= A.sum(0) for A (N, C)."""
     C = A.shape[1]
     if C:
-        t = config.THREADS
-        K.launch(K.k_colsum, ((C + t - 1) // t, t), (A, out, int(accumulate)))
+        R = config.COLSUM_ROWS
+        K.launch(K.get(K.build_colsum, R, A.dtype.name), ((C + 31) // 32, (32, R)), (A, out, int(accumulate)))
 
 
 # ---- the backend convention ----------------------------------------------------------------------
@@ -125,7 +125,14 @@ def project_onehot(W_ih, b_ih, x, out):
 def project_onehot_backward(dout, x, dW_ih, db_ih):
     T, B, GH = dout.shape
     flat = dout.reshape(T * B, GH)
-    K.launch(K.k_project_onehot_backward, _grid(flat.size), (flat, x.reshape(T * B), dW_ih,))
+    V = dW_ih.shape[1]
+    smem = V * 32 * flat.dtype.itemsize
+    if smem <= 48 * 1024 and dW_ih.is_c_contiguous():
+        R = config.COLSUM_ROWS
+        K.launch(K.get(K.build_onehot_scatter, R, flat.dtype.name), ((GH + 31) // 32, (32, R)),
+                 (flat, x.reshape(T * B), dW_ih), smem)
+    else:
+        K.launch(K.k_project_onehot_backward, _grid(flat.size), (flat, x.reshape(T * B), dW_ih,))
     colsum(flat, db_ih)
 
 
