@@ -1,32 +1,95 @@
-"""BLAS access of the cpu kernels. Every product goes through SciPy's BLAS (the library njit
-``np.dot`` uses), so the backend has one BLAS and one thread pool.
+"""BLAS access of the cpu kernels: SciPy's OpenBLAS through its CBLAS entry points.
 
-``rgemm`` calls the BLAS gemm that numba itself links (``numba_xxgemm`` of numba's helper
-library, which forwards to SciPy's ``sgemm``/``dgemm``) with row-major semantics, leading
-dimensions and beta = 0 or 1: products of sub-blocks (a batch chunk, a column block) and
-accumulating products (``dW += dG.T @ h``) need no copies and no temporaries.
+The library (``scipy.libs/libscipy_openblas*.so`` of the SciPy wheel: the one njit ``np.dot``
+would use) is opened with ctypes WITHOUT importing ``scipy.linalg`` (that import alone took
+0.1-0.2 s of start-up), set to one thread (see _threads.py), and its ``cblas_sgemm``,
+``cblas_dgemm``, ``cblas_sgemv``, ``cblas_dgemv`` are registered with LLVM under fixed names
+(``seqlearn_cblas_*``), so the jitted kernels call them directly and stay cacheable (a cached
+kernel refers to the name; the address is registered again at every import, before any kernel
+loads). Where the wheel's library is not found (SciPy built against a system BLAS), the
+libraries ``scipy.linalg.cython_blas`` loads are searched for the same CBLAS symbols.
+
+``rgemm`` computes row-major products with leading dimensions and beta = 0 or 1: products of
+sub-blocks (a batch chunk, a column block) and accumulating products (``dW += dG.T @ h``) need
+no copies and no temporaries.
 """
+import ctypes
+import glob
+import importlib.util
+import os
+
 import numpy as np
+from llvmlite import binding as _ll
 from numba import types
 
 from ._jit import jit
 
-_sig = types.intc(types.char, types.char, types.char, types.intp, types.intp, types.intp,
-                  types.intp, types.intp, types.intp, types.intp, types.intp, types.intp,
-                  types.intp, types.intp)
-_xxgemm = types.ExternalFunction("numba_xxgemm", _sig)
+_NAMES = ("sgemm", "dgemm", "sgemv", "dgemv")
 
-_sigv = types.intc(types.char, types.char, types.intp, types.intp, types.intp, types.intp, types.intp,
-                   types.intp, types.intp, types.intp)
-_xxgemv = types.ExternalFunction("numba_xxgemv", _sigv)
 
-N_ = 78     # 'N'
-T_ = 84     # 'T'
+def _candidate_libs():
+    spec = importlib.util.find_spec("scipy")
+    for d in (spec.submodule_search_locations or []) if spec else []:
+        libs = os.path.join(os.path.dirname(d), "scipy.libs")
+        yield from sorted(glob.glob(os.path.join(libs, "*openblas*.so*")))
+
+
+def _maps_libs():
+    """Shared libraries mapped after importing scipy.linalg.cython_blas (the fallback)."""
+    import scipy.linalg.cython_blas  # noqa: F401
+    with open("/proc/self/maps") as f:
+        return sorted({ln.split()[-1] for ln in f if ".so" in ln and "/" in ln})
+
+
+def _find(libs):
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+        except OSError:
+            continue
+        for prefix in ("scipy_cblas_", "cblas_"):
+            fns = [getattr(lib, prefix + n, None) for n in _NAMES]
+            if all(f is not None for f in fns):
+                return path, lib, fns
+    return None
+
+
+def _load():
+    found = _find(_candidate_libs())
+    if found is None:
+        try:
+            found = _find(_maps_libs())
+        except (ImportError, OSError):
+            found = None
+    if found is None:
+        raise ImportError("seqlearn.cpu needs a CBLAS (cblas_sgemm ...): SciPy's OpenBLAS was not found")
+    path, lib, fns = found
+    for n, f in zip(_NAMES, fns):
+        _ll.add_symbol("seqlearn_cblas_" + n, ctypes.cast(f, ctypes.c_void_p).value)
+    return path, lib
+
+
+LIB_PATH, LIB = _load()
+
+_i = types.intc
+_p = types.voidptr
+_sgemm = types.ExternalFunction("seqlearn_cblas_sgemm", types.void(
+    _i, _i, _i, _i, _i, _i, types.float32, types.intp, _i, types.intp, _i, types.float32, types.intp, _i))
+_dgemm = types.ExternalFunction("seqlearn_cblas_dgemm", types.void(
+    _i, _i, _i, _i, _i, _i, types.float64, types.intp, _i, types.intp, _i, types.float64, types.intp, _i))
+_sgemv = types.ExternalFunction("seqlearn_cblas_sgemv", types.void(
+    _i, _i, _i, _i, types.float32, types.intp, _i, types.intp, _i, types.float32, types.intp, _i))
+_dgemv = types.ExternalFunction("seqlearn_cblas_dgemv", types.void(
+    _i, _i, _i, _i, types.float64, types.intp, _i, types.intp, _i, types.float64, types.intp, _i))
+
+ROW_MAJOR = 101
+N_ = 111    # CblasNoTrans
+T_ = 112    # CblasTrans
 
 
 @jit
 def consts(dtype_like):
-    """[1, 0] in the dtype of dtype_like: alpha and the beta = 0 value for rgemm."""
+    """[1, 0] in the dtype of dtype_like: carries the dtype of rgemm's products."""
     c = np.zeros(2, dtype_like.dtype)
     c[0] = 1
     return c
@@ -37,21 +100,23 @@ def rgemm(ab, ta, tb, m, n, k, pa, lda, pb, ldb, accumulate, pc, ldc):
     """Row-major C (m, n) = op(A) (m, k) @ op(B) (k, n) [+ C when accumulate].
     pa, pb, pc: addresses of the first elements; lda, ldb, ldc: row strides in elements;
     ta, tb: N_ or T_ (op(X) = X or X.T as stored); ab: consts() of the dtype."""
-    kind = np.int8(115) if ab.itemsize == 4 else np.int8(100)
-    pone = ab.ctypes.data
-    pbeta = pone if accumulate else pone + ab.itemsize
-    # row-major C = op(A) op(B)  <=>  column-major C' = op(B') op(A') on the same memory
-    _xxgemm(kind, np.int8(tb), np.int8(ta), n, m, k, pone, pb, ldb, pa, lda, pbeta, pc, ldc)
+    if m <= 0 or n <= 0:
+        return
+    if ab.itemsize == 4:
+        _sgemm(ROW_MAJOR, ta, tb, m, n, k, np.float32(1.0), pa, lda, pb, ldb,
+               np.float32(1.0) if accumulate else np.float32(0.0), pc, ldc)
+    else:
+        _dgemm(ROW_MAJOR, ta, tb, m, n, k, 1.0, pa, lda, pb, ldb, 1.0 if accumulate else 0.0, pc, ldc)
 
 
 @jit
 def rgemv(ab, m, n, pw, ldw, px, accumulate, py):
     """y (m,) = W (m, n) @ x (n,) [+ y]; W row-major with row stride ldw; contiguous x, y."""
-    kind = np.int8(115) if ab.itemsize == 4 else np.int8(100)
-    pone = ab.ctypes.data
-    pbeta = pone if accumulate else pone + ab.itemsize
-    # row-major W is column-major W' (n, m): y = W'.T x
-    _xxgemv(kind, np.int8(T_), n, m, pone, pw, ldw, px, pbeta, py)
+    if ab.itemsize == 4:
+        _sgemv(ROW_MAJOR, N_, m, n, np.float32(1.0), pw, ldw, px, 1,
+               np.float32(1.0) if accumulate else np.float32(0.0), py, 1)
+    else:
+        _dgemv(ROW_MAJOR, N_, m, n, 1.0, pw, ldw, px, 1, 1.0 if accumulate else 0.0, py, 1)
 
 
 @jit
@@ -84,8 +149,18 @@ def copy2(src, dst):
 
 @jit
 def gemm_nt_probe(a, b, c):
-    """c = a @ b through the backend's BLAS (for measuring its peak in the benchmarks)."""
-    np.dot(a, b, c)
+    """c = a @ b (C-contiguous 2-D arrays) through the backend's BLAS (its peak, for benchmarks)."""
+    m, k = a.shape
+    n = b.shape[1]
+    rgemm(consts(c), N_, N_, m, n, k, a.ctypes.data, k, b.ctypes.data, n, False, c.ctypes.data, n)
+
+
+@jit
+def acc_tn(dW, A, X):
+    """dW += A.T @ X (the recurrent weight-gradient product; C-contiguous 2-D arrays)."""
+    N, O = A.shape
+    I = X.shape[1]
+    rgemm(consts(dW), T_, N_, O, I, N, A.ctypes.data, O, X.ctypes.data, I, True, dW.ctypes.data, I)
 
 
 def wgrad(d2, x2, dW, db, ab):

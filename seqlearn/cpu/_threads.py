@@ -7,12 +7,11 @@ the batch is cut into chunks and every chunk runs its whole time loop on its own
 rows of a batch are independent through time), calling BLAS with one thread: one hand-off per
 call, not per step. Products over all steps (weight gradients) are split by output rows.
 
-SciPy's OpenBLAS (the one njit ``np.dot`` and the kernels here use) is set to one thread when
-this module is imported; numpy's own BLAS is untouched. Threads: ``SEQLEARN_NUM_THREADS``, else
+SciPy's OpenBLAS (the library the kernels call, see _blas.py; njit ``np.dot`` uses the same one)
+is set to one thread when this module is imported; numpy's own BLAS is untouched. Threads: ``SEQLEARN_NUM_THREADS``, else
 the CPUs this process may run on. If SciPy's BLAS thread count cannot be set, the default is one
 thread (to avoid oversubscription).
 """
-import ctypes
 import os
 from concurrent.futures import ThreadPoolExecutor
 
@@ -21,28 +20,14 @@ MIN_WROWS = 32      # fewest output rows per chunk of a weight-gradient product
 
 
 def _set_scipy_blas_threads(n):
-    """Set SciPy's OpenBLAS thread count; True when it could be done."""
-    try:
-        import scipy.linalg.cython_blas  # noqa: F401  (loads the library)
-        with open("/proc/self/maps") as f:
-            paths = {line.split()[-1] for line in f if "openblas" in line.lower() and "/" in line}
-    except (ImportError, OSError):
-        return False
-    done = False
-    for p in sorted(paths):
-        if "scipy.libs" not in p and "scipy_openblas32" not in p:
-            continue
-        try:
-            lib = ctypes.CDLL(p)
-        except OSError:
-            continue
-        for sym in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
-            fn = getattr(lib, sym, None)
-            if fn is not None:
-                fn(int(n))
-                done = True
-                break
-    return done
+    """Set the thread count of the BLAS the kernels call (see _blas.py); True when it could be done."""
+    from ._blas import LIB
+    for sym in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
+        fn = getattr(LIB, sym, None)
+        if fn is not None:
+            fn(int(n))
+            return True
+    return False
 
 
 def _default_threads():
