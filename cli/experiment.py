@@ -181,7 +181,7 @@ def memory_table(rows, max_steps=None):
 @click.option("--cells", callback=_name_list(tuple(C.CELLS)), default=None,
               help=f"Comma-separated cells (default lstm,gru-torch; any of {','.join(C.CELLS)}).")
 @click.option("--seconds", type=click.FloatRange(min=0, min_open=True), default=None,
-              help="Training seconds per run, the same for every run (default 120; --quick: 10).")
+              help="Training seconds per run, the same for every run (default 120; --quick: 8).")
 @click.option("--clock", type=click.Choice(list(C.CLOCKS)), default="cpu", show_default=True,
               help="cpu: this process's CPU seconds (with one BLAS thread, what the run takes on an idle "
                    "machine, independent of other load); wall: elapsed seconds.")
@@ -202,7 +202,7 @@ def memory_table(rows, max_steps=None):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(file_okay=False), default=None,
               help="Keep each run's directory (checkpoints, config) under this folder.")
-@click.option("--quick", is_flag=True, help="Sizes 32,64 and 10 s per run: about one minute.")
+@click.option("--quick", is_flag=True, help="Sizes 32,64 and 8 s per run: about one minute.")
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write validation bpc against time and against parameters as a PNG (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows (with their curves) as a JSON list.")
@@ -231,7 +231,7 @@ def compare(text, sizes, cells, seconds, clock, match, points, layers, batch, se
     _plot_ready(plot)
     sizes = sizes or (C.QUICK_SIZES if quick else C.DEFAULT_SIZES)
     cells = cells or C.DEFAULT_CELLS
-    seconds = seconds or (10.0 if quick else 120.0)
+    seconds = seconds or (8.0 if quick else 120.0)
     log = _progress(quiet, to_stderr=True)
     if log:
         log(f"compare on {text}: sizes {','.join(map(str, sizes))}, cells {','.join(cells)}, {seconds:g} {clock} "
@@ -242,7 +242,7 @@ def compare(text, sizes, cells, seconds, clock, match, points, layers, batch, se
                              device=device, out=out, log=log)
     if plot:
         from seqlearn.experiments.plots import compare_plot
-        compare_plot(rows, plot, title=f"{text.rsplit('/', 1)[-1]}: {seconds:g} {clock} s per run, "
+        compare_plot(rows, plot, title=f"{text.rsplit('/', 1)[-1]}: {seconds:g} {clock} s per run, equal {match}, "
                                        f"{layers} layer(s), batch {batch}x{seq_len}, adam lr {lr:g}")
     if as_json:
         click.echo(json.dumps(rows, indent=1))

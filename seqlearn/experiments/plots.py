@@ -95,6 +95,10 @@ def compare_plot(rows, path, title=None):
         rs = sorted((r for r in rows if r["name"] == n), key=lambda r: r["params"])
         a2.plot([r["params"] for r in rs], [r["val_bpc"] for r in rs], "o-", color=colors[n], label=n)
     a2.set_xscale("log")
+    ticks = sorted({r["params"] for r in rows if r["name"] == names[0]}) if rows else []
+    a2.set_xticks(ticks)
+    a2.set_xticklabels([f"{t / 1000:.0f}k" for t in ticks])
+    a2.minorticks_off()
     a2.set_xlabel("parameters")
     a2.set_ylabel("validation bpc at the end")
     a2.legend(fontsize=7)
