@@ -245,6 +245,17 @@ def test_persistent_partial_block():
     assert persist.STATUS["last_forward"]["J"] == 8
 
 
+@pytest.mark.parametrize("cell,J,dtype", [("lstm", 4, np.float32), ("gru", 2, np.float64), ("lstm", 1, np.float64)])
+def test_persistent_thread_layouts(cell, J, dtype):
+    """The other forward thread layouts (J = 8 runs two units per thread; J <= 4 one unit per
+    thread and 8 k lanes, so a warp holds 32 / (8 J) batch groups), one block: H = J."""
+    config.PERSISTENT = "always"
+    config.PERSIST_J = (J,)
+    errs = _cell_case(cell, {}, T=2, B=5, H=J, dtype=dtype, seed=8)
+    assert max(errs.values()) < TOL[dtype], errs
+    assert persist.STATUS["last_forward"]["J"] == J
+
+
 def test_persistent_falls_back_when_it_does_not_fit():
     config.PERSISTENT = "auto"
     config.PERSIST_J = (1,)             # one unit per block: more blocks than can be co-resident

@@ -90,16 +90,28 @@ def build_lane_reduce(S, P, LB):
     return lane_reduce
 
 
+def fwd_layout(J):
+    """(UJ, JW, KSF) of the forward kernel: a thread owns UJ units (jq, jq + JW, ...), a warp is
+    JW unit slots x KSF k-slices (x 32 / (JW KSF) batch groups)."""
+    UJ = 2 if J >= 8 else 1
+    JW = J // UJ
+    return UJ, JW, (8 if JW <= 4 else 4)
+
+
 def ks_for(J):
-    """Forward lanes splitting k: a warp covers J units x KS k-slices (x 32 / (J KS) batch groups)."""
-    return 8 if J <= 4 else 4
+    """Forward lanes splitting k."""
+    return fwd_layout(J)[2]
 
 
 def build_stage(nbt):
     """Copy rows [rb0, rb0 + rows) x columns [c0, c0 + cols) of src[t] into shared memory (row
     stride ld, from offset off), zeros for rows >= B. Warp w copies rows w, w + nw, ...; its lanes
-    read 32 consecutive floats (coalesced) and each lane keeps UNR loads in flight before storing."""
-    UNR = 8
+    read 32 consecutive floats (coalesced). Each thread issues UR x UC = 32 independent loads
+    (UR rows x UC column slots) before storing any: the copy is bound by L2 latency x bytes in
+    flight, and a batch of 32 per thread keeps ~32 KB in flight per 256-thread block."""
+    UR = 4
+    UC = 8
+    NV = UR * UC
     zero = nbt(0.0)
 
     @cuda.jit(device=True, inline=True)
@@ -107,23 +119,28 @@ def build_stage(nbt):
         lane = tid % 32
         w = tid // 32
         nw = nt // 32
-        v = cuda.local.array(UNR, nbt)
+        v = cuda.local.array(NV, nbt)
         tu = U(t)
-        for rr in range(w, rows, nw):
-            b = rb0 + rr
-            bu = U(b)
-            base = off + rr * ld
-            for cb in range(0, cols, 32 * UNR):
-                for u in range(UNR):
-                    c = cb + u * 32 + lane
-                    x = zero
-                    if b < B and c < cols:
-                        x = src[tu, bu, U(c0 + c)]
-                    v[u] = x
-                for u in range(UNR):
-                    c = cb + u * 32 + lane
-                    if c < cols:
-                        sm[U(base + c)] = v[u]
+        for rb in range(w, rows, nw * UR):
+            for cb in range(0, cols, 32 * UC):
+                for i in range(UR):
+                    rr = rb + nw * i
+                    b = rb0 + rr
+                    ok = rr < rows and b < B
+                    for u in range(UC):
+                        c = cb + u * 32 + lane
+                        x = zero
+                        if ok and c < cols:
+                            x = src[tu, U(b), U(c0 + c)]
+                        v[i * UC + u] = x
+                for i in range(UR):
+                    rr = rb + nw * i
+                    if rr < rows:
+                        base = off + rr * ld
+                        for u in range(UC):
+                            c = cb + u * 32 + lane
+                            if c < cols:
+                                sm[U(base + c)] = v[i * UC + u]
 
     return stage
 
@@ -134,27 +151,55 @@ def build_stage(nbt):
 def build_forward(cell, J, dt):
     """cell "lstm" (G = 4) or "gru" (torch variant, G = 3); J units per block; dt dtype name.
 
-    Shared memory: the G J weight rows (stride H + KS) and a staged chunk of h_{t-1} (RB BB batch
+    Shared memory: the G J weight rows (stride H + KSF) and a staged chunk of h_{t-1} (RB BB batch
     rows x KC columns, stride KC + 4). Per step and round: for each k chunk, the block copies the
-    chunk of h_{t-1} (coalesced, from L2) once, then every thread accumulates from shared memory."""
+    chunk of h_{t-1} (coalesced, from L2) once, then every thread accumulates from shared memory:
+    per k, BB h values and UJ G weights loaded, UJ G BB FMAs (J = 8: UJ = 2, 12 loads per 32 FMAs)."""
     nbt = K.nbtype(dt)
     one = np.dtype(dt).type(1.0)
     is_lstm = cell == "lstm"
     G = 4 if is_lstm else 3
-    NACC = G * BB
-    KSF = ks_for(J)
+    UJ, JW, KSF = fwd_layout(J)
+    S = UJ * G                               # sums per batch row and thread
+    NACC = S * BB
     LB = {4: 2, 8: 3}[KSF]
-    reduce = build_lane_reduce(G, 2, LB)     # 4 batch rows (groups of G gates) over KSF lanes
+    reduce = build_lane_reduce(S, 2, LB)     # 4 batch rows (groups of S sums) over KSF lanes
     stage = build_stage(nbt)
 
     @cuda.jit(device=True, inline=True)
     def sig(x):
         return one / (one + math.exp(-x))
 
+    @cuda.jit(device=True, inline=True)
+    def finish(xg, bh, hs, cs, gates, hn, t, b, j, H, a0, a1, a2, a3):
+        if is_lstm:
+            cp = cs[t, b, j]
+            ig = sig(xg[t, b, j] + a0 + bh[j])
+            fg = sig(xg[t, b, H + j] + a1 + bh[H + j])
+            gg = math.tanh(xg[t, b, 2 * H + j] + a2 + bh[2 * H + j])
+            og = sig(xg[t, b, 3 * H + j] + a3 + bh[3 * H + j])
+            c = fg * cp + ig * gg
+            cs[t + 1, b, j] = c
+            hs[t + 1, b, j] = og * math.tanh(c)
+            gates[t, b, j] = ig
+            gates[t, b, H + j] = fg
+            gates[t, b, 2 * H + j] = gg
+            gates[t, b, 3 * H + j] = og
+        else:
+            r_ = sig(xg[t, b, j] + a0 + bh[j])
+            z = sig(xg[t, b, H + j] + a1 + bh[H + j])
+            hnv = a2 + bh[2 * H + j]
+            n = math.tanh(xg[t, b, 2 * H + j] + r_ * hnv)
+            hn[t, b, j] = hnv
+            gates[t, b, j] = r_
+            gates[t, b, H + j] = z
+            gates[t, b, 2 * H + j] = n
+            hs[t + 1, b, j] = (one - z) * n + z * hs[t, b, j]
+
     @cuda.jit
     def fwd(W, bh, xg, hs, cs, gates, hn, KC, RB):
         """hs[0] (and cs[0]) hold the initial state. lstm: hn unused; gru: cs unused. KC: columns
-        of h per staged chunk; RB: batch groups per round (blockDim = J * KSF * RB)."""
+        of h per staged chunk; RB: batch groups per round (blockDim = JW * KSF * RB)."""
         sm = cuda.shared.array(0, nbt)
         T = xg.shape[0]
         B = xg.shape[1]
@@ -165,28 +210,37 @@ def build_forward(cell, J, dt):
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
         j0 = cuda.blockIdx.x * J
-        for idx in range(tid, G * J * H, nt):
-            r = idx // H
-            k = idx - r * H
-            g = r // J
-            j = j0 + r - g * J
-            v = nbt(0.0)
-            if j < H:
-                v = W[g * H + j, k]
-            sm[r * HP + k] = v
+        wv = cuda.local.array(8, nbt)
+        nw_ = G * J * H
+        for base in range(tid, nw_, 8 * nt):  # 8 independent (coalesced) loads, then the stores
+            for u in range(8):
+                idx = base + u * nt
+                v = nbt(0.0)
+                if idx < nw_:
+                    r = idx // H
+                    g = r // J
+                    j = j0 + r - g * J
+                    if j < H:
+                        v = W[g * H + j, idx - r * H]
+                wv[u] = v
+            for u in range(8):
+                idx = base + u * nt
+                if idx < nw_:
+                    r = idx // H
+                    sm[r * HP + idx - r * H] = wv[u]
         grid = cuda.cg.this_grid()
         NBG = (B + BB - 1) // BB
         rounds = (NBG + RB - 1) // RB
         rows = RB * BB
         ks = tid % KSF
         q = tid // KSF
-        jj = q % J
-        bgl = q // J
-        j = j0 + jj
-        wrowu = U(jj * HP)
+        jq = q % JW
+        bgl = q // JW
+        wrowu = U(jq * HP)
         hrowu = U(off + bgl * BB * KP)
         KPu = U(KP)
-        wgu = U(J * HP)
+        wgu = U(J * HP)                      # next gate's row
+        wju = U(JW * HP)                     # the thread's next unit's row
         acc = cuda.local.array(NACC, nbt)
         hv = cuda.local.array(BB, nbt)
         for t in range(T):
@@ -194,7 +248,7 @@ def build_forward(cell, J, dt):
                 bg = rnd * RB + bgl
                 for a in range(NACC):
                     acc[a] = nbt(0.0)
-                active = bgl < RB and bg < NBG and j < H
+                active = bgl < RB and bg < NBG
                 for k0 in range(0, H, KC):
                     kc = min(KC, H - k0)
                     cuda.syncthreads()
@@ -211,38 +265,27 @@ def build_forward(cell, J, dt):
                                 hv[u] = sm[hp]
                                 hp += KPu
                             wa = wrowu + U(k0) + kk
-                            for g in range(G):
-                                w = sm[wa]
-                                wa += wgu
-                                for u in range(BB):
-                                    acc[u * G + g] += w * hv[u]
+                            for uj in range(UJ):
+                                wg = wa
+                                for g in range(G):
+                                    w = sm[wg]
+                                    wg += wgu
+                                    for u in range(BB):
+                                        acc[u * S + uj * G + g] += w * hv[u]
+                                wa += wju
                             kk += U(KSF)
-                reduce(acc, ks)                  # acc[0:G]: the sums of batch row (ks & 3)
+                reduce(acc, ks)                  # acc[0:S]: the sums of batch row (ks & 3)
                 b = bg * BB + ks
                 if active and ks < BB and b < B:
-                    if is_lstm:
-                        cp = cs[t, b, j]
-                        ig = sig(xg[t, b, j] + acc[0] + bh[j])
-                        fg = sig(xg[t, b, H + j] + acc[1] + bh[H + j])
-                        gg = math.tanh(xg[t, b, 2 * H + j] + acc[2] + bh[2 * H + j])
-                        og = sig(xg[t, b, 3 * H + j] + acc[3] + bh[3 * H + j])
-                        c = fg * cp + ig * gg
-                        cs[t + 1, b, j] = c
-                        hs[t + 1, b, j] = og * math.tanh(c)
-                        gates[t, b, j] = ig
-                        gates[t, b, H + j] = fg
-                        gates[t, b, 2 * H + j] = gg
-                        gates[t, b, 3 * H + j] = og
-                    else:
-                        r_ = sig(xg[t, b, j] + acc[0] + bh[j])
-                        z = sig(xg[t, b, H + j] + acc[1] + bh[H + j])
-                        hnv = acc[2] + bh[2 * H + j]
-                        n = math.tanh(xg[t, b, 2 * H + j] + r_ * hnv)
-                        hn[t, b, j] = hnv
-                        gates[t, b, j] = r_
-                        gates[t, b, H + j] = z
-                        gates[t, b, 2 * H + j] = n
-                        hs[t + 1, b, j] = (one - z) * n + z * hs[t, b, j]
+                    j = j0 + jq
+                    if j < H:
+                        finish(xg, bh, hs, cs, gates, hn, t, b, j, H, acc[0], acc[1], acc[2],
+                               acc[3] if G == 4 else acc[0])
+                    if UJ == 2:
+                        j = j0 + jq + JW
+                        if j < H:
+                            finish(xg, bh, hs, cs, gates, hn, t, b, j, H, acc[G], acc[G + 1], acc[G + 2],
+                                   acc[G + 3] if G == 4 else acc[G])
             grid.sync()
 
     return fwd
@@ -277,13 +320,23 @@ def build_backward(cell, J, dt):
         tid = cuda.threadIdx.x
         nt = cuda.blockDim.x
         j0 = cuda.blockIdx.x * J
-        for idx in range(tid, J * GH, nt):
-            jj = idx // GH
-            r = idx - jj * GH
-            v = nbt(0.0)
-            if j0 + jj < H:
-                v = W[r, j0 + jj]
-            sm[idx] = v
+        wv = cuda.local.array(8, nbt)
+        nw_ = J * GH
+        for base in range(tid, nw_, 8 * nt):  # lanes walk (r, jj) with jj fastest: J floats per row
+            for u in range(8):
+                idx = base + u * nt
+                v = nbt(0.0)
+                if idx < nw_:
+                    r = idx // J
+                    jj = idx - r * J
+                    if j0 + jj < H:
+                        v = W[r, j0 + jj]
+                wv[u] = v
+            for u in range(8):
+                idx = base + u * nt
+                if idx < nw_:
+                    r = idx // J
+                    sm[(idx - r * J) * GH + r] = wv[u]
         grid = cuda.cg.this_grid()
         NBG = (B + BB - 1) // BB
         rounds = (NBG + RB - 1) // RB
@@ -446,8 +499,8 @@ def plan(cell, B, H, itemsize, device=None):
     ordered = [J for J in Js if NBs[J] <= info["sms"]] + [J for J in Js if NBs[J] > info["sms"]]
     for J in ordered:
         NB = NBs[J]
-        KSF = ks_for(J)
-        fw = _shapes(J * KSF, NBG, G * J * (H + KSF), H, itemsize, info["smem_limit"])
+        UJ, JW, KSF = fwd_layout(J)
+        fw = _shapes(JW * KSF, NBG, G * J * (H + KSF), H, itemsize, info["smem_limit"])
         bw = _shapes(KSB, NBG, J * G * H, G * H, itemsize, info["smem_limit"])
         f = next((x for x in fw if NB <= info["max_blocks"](cell, J, x[2], x[5], dt=dt)), None)
         if f is None:
