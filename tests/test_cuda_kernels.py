@@ -237,9 +237,12 @@ def test_persistent_kernels(cell, dtype):
 
 
 def test_persistent_partial_block():
-    """H = 6 with J = 8: the block's last two units are outside the layer and must be ignored."""
+    """H = 6 with J = 8: the block's last two units are outside the layer and must be ignored.
+    Also the unpipelined copy (PERSIST_PIPELINE off) with partial chunks (4 + 2 columns of h)."""
     config.PERSISTENT = "always"
     config.PERSIST_J = (8,)
+    config.PERSIST_PIPELINE = False
+    config.PERSIST_MAX_CHUNK = 4
     errs = _cell_case("lstm", {}, T=2, B=3, H=6, dtype=np.float64, seed=6)
     assert max(errs.values()) < 1e-10, errs
     assert persist.STATUS["last_forward"]["J"] == 8

@@ -22,3 +22,4 @@ PERSIST_MAX_BLOCKS = None   # None: ask the device
 PERSIST_J = (1, 2, 4, 8)    # hidden units per block the fit may choose from
 PERSIST_MAX_THREADS = 1024  # threads per block of the persistent kernels
 PERSIST_MAX_CHUNK = None    # widest staged chunk of h (forward) / da (backward); None: as wide as fits
+PERSIST_PIPELINE = True     # chunks of <= 256 columns whose next chunk is loaded during the FMAs

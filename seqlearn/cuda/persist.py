@@ -145,6 +145,53 @@ def build_stage(nbt):
     return stage
 
 
+def build_stage_split(nbt):
+    """The two halves of a pipelined copy: `load` brings a thread's share of a chunk (at most UR
+    rows x UC column slots: rows <= 4 nw, cols <= 256) into registers v; `store` writes v to
+    shared memory later, so that the next chunk's loads fly while the current chunk is computed."""
+    UR = 4
+    UC = 8
+    zero = nbt(0.0)
+
+    @cuda.jit(device=True, inline=True)
+    def load(v, src, t, rb0, B, c0, rows, cols, tid, nt):
+        lane = tid % 32
+        w = tid // 32
+        nw = nt // 32
+        tu = U(t)
+        for i in range(UR):
+            rr = w + nw * i
+            b = rb0 + rr
+            ok = rr < rows and b < B
+            for u in range(UC):
+                c = u * 32 + lane
+                x = zero
+                if ok and c < cols:
+                    x = src[tu, U(b), U(c0 + c)]
+                v[i * UC + u] = x
+
+    @cuda.jit(device=True, inline=True)
+    def store(sm, off, ld, v, rows, cols, tid, nt):
+        lane = tid % 32
+        w = tid // 32
+        nw = nt // 32
+        for i in range(UR):
+            rr = w + nw * i
+            if rr < rows:
+                base = off + rr * ld
+                for u in range(UC):
+                    c = u * 32 + lane
+                    if c < cols:
+                        sm[U(base + c)] = v[i * UC + u]
+
+    return load, store
+
+
+PIPE_ROWS_PER_WARP = 4
+PIPE_COLS = 256
+PV = 32          # registers holding a thread's share of the next chunk
+
+
 # ------------------------------------------------------------------------------------------------
 # forward
 # ------------------------------------------------------------------------------------------------
@@ -165,6 +212,7 @@ def build_forward(cell, J, dt):
     LB = {4: 2, 8: 3}[KSF]
     reduce = build_lane_reduce(S, 2, LB)     # 4 batch rows (groups of S sums) over KSF lanes
     stage = build_stage(nbt)
+    pload, pstore = build_stage_split(nbt)
 
     @cuda.jit(device=True, inline=True)
     def sig(x):
@@ -197,9 +245,10 @@ def build_forward(cell, J, dt):
             hs[t + 1, b, j] = (one - z) * n + z * hs[t, b, j]
 
     @cuda.jit
-    def fwd(W, bh, xg, hs, cs, gates, hn, KC, RB):
+    def fwd(W, bh, xg, hs, cs, gates, hn, KC, RB, PIPE):
         """hs[0] (and cs[0]) hold the initial state. lstm: hn unused; gru: cs unused. KC: columns
-        of h per staged chunk; RB: batch groups per round (blockDim = JW * KSF * RB)."""
+        of h per staged chunk; RB: batch groups per round (blockDim = JW * KSF * RB); PIPE: load
+        the next chunk into registers during the FMAs (needs KC <= 256 and rows <= 4 per warp)."""
         sm = cuda.shared.array(0, nbt)
         T = xg.shape[0]
         B = xg.shape[1]
@@ -243,17 +292,26 @@ def build_forward(cell, J, dt):
         wju = U(JW * HP)                     # the thread's next unit's row
         acc = cuda.local.array(NACC, nbt)
         hv = cuda.local.array(BB, nbt)
+        pv = cuda.local.array(PV, nbt)
+        piped = PIPE != 0 and rows <= PIPE_ROWS_PER_WARP * (nt // 32) and KC <= PIPE_COLS
         for t in range(T):
             for rnd in range(rounds):
                 bg = rnd * RB + bgl
                 for a in range(NACC):
                     acc[a] = nbt(0.0)
                 active = bgl < RB and bg < NBG
+                if piped:
+                    pload(pv, hs, t, rnd * rows, B, 0, rows, min(KC, H), tid, nt)
                 for k0 in range(0, H, KC):
                     kc = min(KC, H - k0)
                     cuda.syncthreads()
-                    stage(sm, off, KP, hs, t, rnd * rows, B, k0, rows, kc, tid, nt)
+                    if piped:
+                        pstore(sm, off, KP, pv, rows, kc, tid, nt)
+                    else:
+                        stage(sm, off, KP, hs, t, rnd * rows, B, k0, rows, kc, tid, nt)
                     cuda.syncthreads()
+                    if piped and k0 + KC < H:     # the next chunk's loads overlap this chunk's FMAs
+                        pload(pv, hs, t, rnd * rows, B, k0 + KC, rows, min(KC, H - k0 - KC), tid, nt)
                     if active:
                         # unsigned shared-memory offsets: no negative-index wraparound code in the
                         # inner loop (signed indices cost ~3 integer ops each)
@@ -303,9 +361,10 @@ def build_backward(cell, J, dt):
     P = {4: 2, 8: 3, 16: 4, 32: 5}[NACC]
     reduce = build_lane_reduce(1, P, 5)      # J*BB sums over the 32 lanes of a warp
     stage = build_stage(nbt)
+    pload, pstore = build_stage_split(nbt)
 
     @cuda.jit
-    def bwd(W, gates, hs, cs, hn, dhs, carry, dh0, dxg, dhg, RC, RB):
+    def bwd(W, gates, hs, cs, hn, dhs, carry, dh0, dxg, dhg, RC, RB, PIPE):
         """lstm: carry (B, H) holds dc (dcT in, dc0 out); dh0 (B, H) holds dhT in and dh0 out;
         writes dxg. gru (torch): carry holds dhT in (the dh * z term afterwards), dh0 is written;
         writes dxg and dhg (the gradient w.r.t. the recurrent product). RC: columns of
@@ -343,6 +402,8 @@ def build_backward(cell, J, dt):
         rows = RB * BB
         acc = cuda.local.array(NACC, nbt)
         xv = cuda.local.array(BB, nbt)
+        pv = cuda.local.array(PV, nbt)
+        piped = PIPE != 0 and rows <= PIPE_ROWS_PER_WARP * (nt // 32) and RC <= PIPE_COLS
         lane = tid % KSB
         bgl = tid // KSB
         drowu = U(off + bgl * BB * RP)
@@ -356,14 +417,26 @@ def build_backward(cell, J, dt):
                 for a in range(NACC):
                     acc[a] = nbt(0.0)
                 if s > 0:
+                    if piped:
+                        if is_lstm:
+                            pload(pv, dxg, t + 1, rnd * rows, B, 0, rows, min(RC, GH), tid, nt)
+                        else:
+                            pload(pv, dhg, t + 1, rnd * rows, B, 0, rows, min(RC, GH), tid, nt)
                     for r0 in range(0, GH, RC):
                         rc = min(RC, GH - r0)
                         cuda.syncthreads()
-                        if is_lstm:
+                        if piped:
+                            pstore(sm, off, RP, pv, rows, rc, tid, nt)
+                        elif is_lstm:
                             stage(sm, off, RP, dxg, t + 1, rnd * rows, B, r0, rows, rc, tid, nt)
                         else:
                             stage(sm, off, RP, dhg, t + 1, rnd * rows, B, r0, rows, rc, tid, nt)
                         cuda.syncthreads()
+                        if piped and r0 + RC < GH:   # the next chunk's loads overlap this chunk's FMAs
+                            if is_lstm:
+                                pload(pv, dxg, t + 1, rnd * rows, B, r0 + RC, rows, min(RC, GH - r0 - RC), tid, nt)
+                            else:
+                                pload(pv, dhg, t + 1, rnd * rows, B, r0 + RC, rows, min(RC, GH - r0 - RC), tid, nt)
                         if bgl < RB and bg < NBG:
                             c = U(lane)
                             rcu = U(rc)
@@ -440,8 +513,12 @@ def _threads(n):
 
 def _chunks(n):
     """Chunk widths to try for a staged dimension of length n: n, then halves (multiples of 32,
-    at least 32), capped by config.PERSIST_MAX_CHUNK."""
+    at least 32), capped by config.PERSIST_MAX_CHUNK and, with config.PERSIST_PIPELINE, by
+    PIPE_COLS (the width whose loads a thread can hold in registers while the previous chunk is
+    computed)."""
     cap = config.PERSIST_MAX_CHUNK or n
+    if config.PERSIST_PIPELINE:
+        cap = min(cap, PIPE_COLS)
     out = []
     c = n
     while True:
@@ -620,8 +697,8 @@ def signature(cell, dt, backward):
     f = dt
     a3 = f"{f}[:, :, ::1]"
     if backward:
-        return f"void({f}[:, ::1], {a3}, {a3}, {a3}, {a3}, {a3}, {f}[:, ::1], {f}[:, ::1], {a3}, {a3}, int64, int64)"
-    return f"void({f}[:, ::1], {f}[::1], {a3}, {a3}, {a3}, {a3}, {a3}, int64, int64)"
+        return f"void({f}[:, ::1], {a3}, {a3}, {a3}, {a3}, {a3}, {f}[:, ::1], {f}[:, ::1], {a3}, {a3}, int64, int64, int64)"
+    return f"void({f}[:, ::1], {f}[::1], {a3}, {a3}, {a3}, {a3}, {a3}, int64, int64, int64)"
 
 
 def kernel(cell, J, dt, backward=False):
@@ -643,7 +720,7 @@ _PLANS = {}
 def _plan_or_decline(cell, B, H, dtype):
     itemsize = np.dtype(dtype).itemsize
     key = (cell, B, H, itemsize, tuple(config.PERSIST_J), config.PERSIST_MAX_BLOCKS, config.PERSIST_MAX_THREADS,
-           config.PERSIST_MAX_CHUNK)
+           config.PERSIST_MAX_CHUNK, config.PERSIST_PIPELINE)
     if key in _PLANS:
         pl = _PLANS[key]
     else:
@@ -683,7 +760,7 @@ def forward(cell, ws, xg, W_hh, b_hh):
     hs = ws["hs"]
     other = ws["cs"] if cell == "lstm" else ws["hn"]
     args = (W_hh, b_hh, xg, hs, other if cell == "lstm" else hs, ws["gates"], ws["hn"] if cell == "gru" else hs,
-            int(pl["fwd_kc"]), int(pl["fwd_rb"]))
+            int(pl["fwd_kc"]), int(pl["fwd_rb"]), int(config.PERSIST_PIPELINE))
     try:
         _launch(kern, pl, pl["fwd_threads"], pl["fwd_smem"], args, False)
     except Exception as e:  # noqa: BLE001 - the per-step path still works
@@ -708,10 +785,11 @@ def backward(cell, ws, xg, W_hh, dhs, dxg, dh0):
     hs = ws["hs"]
     if cell == "lstm":
         ops.copy(ws["dh_next"], dh0)
-        args = (W_hh, ws["gates"], hs, ws["cs"], hs, dhs, ws["dc"], dh0, dxg, dxg, int(pl["bwd_rc"]), int(pl["bwd_rb"]))
+        args = (W_hh, ws["gates"], hs, ws["cs"], hs, dhs, ws["dc"], dh0, dxg, dxg, int(pl["bwd_rc"]), int(pl["bwd_rb"]),
+                int(config.PERSIST_PIPELINE))
     else:
         args = (W_hh, ws["gates"], hs, hs, ws["hn"], dhs, ws["dh_next"], dh0, dxg, ws["dhg"], int(pl["bwd_rc"]),
-                int(pl["bwd_rb"]))
+                int(pl["bwd_rb"]), int(config.PERSIST_PIPELINE))
     try:
         _launch(kern, pl, pl["bwd_threads"], pl["bwd_smem"], args, True)
     except Exception as e:  # noqa: BLE001
