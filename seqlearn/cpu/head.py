@@ -6,6 +6,7 @@ import math
 import numpy as np
 
 from . import _threads
+from ._act import exp_
 from ._blas import N_, T_, consts, rgemm, wgrad
 from ._jit import jit
 
@@ -21,7 +22,6 @@ def _rows(h, W, b, y, z, dh, grad, n0, n1):
     rgemm(ab, N_, T_, n1 - n0, V, H, h.ctypes.data + n0 * H * isz, H, W.ctypes.data, H, False,
           z.ctypes.data + n0 * V * isz, V)
     total = 0.0
-    one = z.dtype.type(1.0)
     inv_n = z.dtype.type(1.0 / N)
     for n in range(n0, n1):
         zr = z[n]
@@ -33,19 +33,17 @@ def _rows(h, W, b, y, z, dh, grad, n0, n1):
         for v in range(1, V):
             m = max(m, zr[v])
         zy = zr[y[n]] - m
+        for v in range(V):                     # vectorised (exp_ is arithmetic-only in float32)
+            zr[v] = exp_(zr[v] - m)
         s = z.dtype.type(0.0)
         for v in range(V):
-            e = math.exp(zr[v] - m)
-            zr[v] = e
-            s += e
+            s += zr[v]
         total += math.log(s) - zy
         if grad:
-            sc = one / s
+            sc = inv_n / s
             for v in range(V):
                 zr[v] = zr[v] * sc
-            zr[y[n]] -= 1
-            for v in range(V):
-                zr[v] = zr[v] * inv_n
+            zr[y[n]] -= inv_n
     if grad:
         rgemm(ab, N_, N_, n1 - n0, H, V, z.ctypes.data + n0 * V * isz, V, W.ctypes.data, H, False,
               dh.ctypes.data + n0 * H * isz, H)
