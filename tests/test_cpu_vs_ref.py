@@ -234,6 +234,30 @@ def test_activations():
     assert np.all(np.abs(t32[small] - et[small]) <= 1e-6 * np.abs(et[small]) + 1e-38)
 
 
+def test_exp():
+    from numba import njit
+    from seqlearn.cpu._act import exp_
+
+    @njit
+    def ex(x, out):
+        for i in range(x.shape[0]):
+            out[i] = exp_(x[i])
+
+    x64 = np.concatenate([np.linspace(-700, 700, 100001), [0.0, -0.0, 1e-30, -1e-30]])
+    o64 = np.empty_like(x64)
+    ex(x64, o64)
+    assert np.array_equal(o64, np.array([math.exp(v) for v in x64]))      # float64: math.exp
+    x32 = np.concatenate([np.linspace(-87, 88, 400001), np.linspace(-1, 1, 10001)]).astype(np.float32)
+    o32 = np.empty_like(x32)
+    ex(x32, o32)
+    e = np.exp(x32.astype(np.float64))
+    assert o32.dtype == np.float32 and (np.abs(o32 - e) / e).max() < 2e-7
+    lo = np.array([-87.5, -100.0, -1e30, -np.inf], np.float32)
+    olo = np.empty_like(lo)
+    ex(lo, olo)
+    assert np.all(olo == 0)
+
+
 # ---- float64 central differences through the cpu kernels ---------------------------------------
 
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
