@@ -1,7 +1,6 @@
 """seqlearn experiment memory | compare: measure what the lecture claims."""
 import json
 import math
-import sys
 
 import click
 
@@ -235,7 +234,8 @@ def compare(text, sizes, cells, seconds, clock, match, points, layers, batch, se
     log = _progress(quiet, to_stderr=True)
     if log:
         log(f"compare on {text}: sizes {','.join(map(str, sizes))}, cells {','.join(cells)}, {seconds:g} {clock} "
-            f"seconds per run, equal {match}, {layers} layer(s), batch {batch}x{seq_len}, adam lr {lr:g}, clip {clip:g}, {device}")
+            f"seconds per run, equal {match}, {layers} layer(s), batch {batch}x{seq_len}, adam lr {lr:g}, "
+            f"clip {clip:g}, {device}")
     with blas_threads(threads):
         rows, curves = C.run(text, sizes, cells, seconds=seconds, points=points, layers=layers, batch=batch,
                              seq_len=seq_len, lr=lr, clip=clip, val_frac=val_frac, clock=clock, match=match, seed=seed,

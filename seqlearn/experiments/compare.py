@@ -135,7 +135,8 @@ def run(text, sizes=DEFAULT_SIZES, cells=DEFAULT_CELLS, *, seconds=120.0, points
                 train_time = t.timed_run()
                 v = t.validate()
                 row = {"cell": cell, "variant": variant if cell == "gru" else ("peephole" if peep else "-"),
-                       "name": name, "size": size, "match": match, "hidden": H, "layers": layers, "params": t.model.num_params,
+                       "name": name, "size": size, "match": match, "hidden": H, "layers": layers,
+                       "params": t.model.num_params,
                        "seconds": round(train_time, 2), "clock": clock,
                        "wall_seconds": round(time.perf_counter() - w0, 2), "steps": t.step,
                        "ms_per_step": round(1e3 * train_time / max(t.step, 1), 2),
