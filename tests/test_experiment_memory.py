@@ -146,3 +146,13 @@ def test_cli_memory_rejects_bad_lists():
     assert r.exit_code != 0 and "transformer" in r.output
     r = CliRunner().invoke(cli, ["experiment", "memory", "--lags", "1"])
     assert r.exit_code != 0
+
+
+def test_cli_plot_without_matplotlib_is_a_clear_error(monkeypatch, tmp_path):
+    import sys
+    monkeypatch.setitem(sys.modules, "matplotlib", None)     # import matplotlib now raises ImportError
+    r = CliRunner().invoke(cli, ["experiment", "memory", "--lags", "3", "--cells", "rnn", "--max-steps", "1",
+                                 "--device", "ref", "-q", "--plot", str(tmp_path / "m.png")])
+    assert r.exit_code != 0
+    assert "matplotlib" in r.output and "Traceback" not in r.output
+    assert not (tmp_path / "m.png").exists()
