@@ -190,7 +190,8 @@ class Trainer(RunDir):
                              f"{where}. Try a lower --lr or clipping (--clip)")
 
     def after_step(self):
-        """Called after every completed step (a hook for tests and tools)."""
+        """Called after every completed step (a hook for tests and tools); return True to end
+        the run there (last.npz is written as at any other stop)."""
 
     def run(self):
         """Train until the step, epoch or time limit; returns a summary dict. Ctrl-C stops after
@@ -271,7 +272,8 @@ class Trainer(RunDir):
                             metrics.flush()
                         elif self.progress is not None:
                             self.progress(self._status(loss, None, step_time, target, t0))
-                        self.after_step()
+                        if self.after_step():
+                            break
                 except KeyboardInterrupt:
                     if self._phase == "update":
                         self._end_progress()

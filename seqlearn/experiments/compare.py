@@ -45,10 +45,6 @@ def hidden_for_budget(cell, V, L, budget, peephole=False):
 CLOCKS = {"cpu": time.process_time, "wall": time.perf_counter}
 
 
-class _Budget(Exception):
-    """The run's training time is spent."""
-
-
 class _TimedRun(Trainer):
     """A Trainer that stops after `budget` seconds of training time and records the validation bpc
     on a fixed slice every `every` seconds of training time (that evaluation is not counted)."""
@@ -76,7 +72,8 @@ class _TimedRun(Trainer):
             self.next_point += self.every
         if train_time >= self.budget:
             self.train_time = train_time
-            raise _Budget()
+            return True
+        return False
 
     def timed_run(self):
         # compile every kernel (and build the workspaces) before the clock starts
@@ -87,10 +84,7 @@ class _TimedRun(Trainer):
         self.next_point = self.every
         self.train_time = None
         self._point(0.0)
-        try:
-            self.run()
-        except _Budget:
-            pass
+        self.run()
         if self.train_time is None:          # the step limit came first (not with the defaults)
             self.train_time = self.clock() - self.t_start - self.eval_time
         return self.train_time
