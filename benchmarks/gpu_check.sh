@@ -47,7 +47,7 @@ PY
 stamp "== 2. benchmark (fit, resources, peak, launch overhead, correctness, timing)" | tee "$LOG/bench.log"
 B_LIM=$(left); [ "$B_LIM" -gt 115 ] && B_LIM=115
 timeout "$B_LIM" $PY benchmarks/gpu_bench.py --out "$LOG" --reps 9 --table "$LOG/table.md" 2>&1 \
-  | grep -v "NumbaPerformanceWarning\|warn(errors" | tee -a "$LOG/bench.log" \
+  | grep --line-buffered -v "NumbaPerformanceWarning\|warn(errors" | tee -a "$LOG/bench.log" \
   || stamp "benchmark section failed or timed out (partial results above)"
 
 T_LIM=$(( $(left) - 8 )); [ "$T_LIM" -gt 65 ] && T_LIM=65
