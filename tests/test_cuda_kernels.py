@@ -39,6 +39,7 @@ def small_launches():
         config.TILE, config.THREADS, config.XENT_THREADS, config.REDUCE_THREADS = 4, 32, 8, 8
         config.SAMPLE_THREADS = 8
         config.MM_TILE, config.MM_TT, config.MM_BK = 8, 2, 4
+        config.MM_BIG_TILE, config.MM_BIG_TT, config.MM_BIG_BK = 16, 4, 4
         config.COLSUM_ROWS = 2
         sys.setswitchinterval(5e-4)   # simulator barriers ~7x cheaper
     yield
@@ -61,13 +62,14 @@ def rel(a, b):
 
 
 # ---- ops -------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["tile", "register-tiled"])
+@pytest.mark.parametrize("kind", ["tile", "register-tiled", "register-tiled-big"])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_matmul_all_transposes(dtype, kind):
-    """Both product kernels: the TILE x TILE one (2 x 3 tiles of 4 in the simulator) and the
-    register-tiled one (tiles of 8 outputs, 2 x 2 per thread, k in steps of 4 in the simulator:
-    partial tiles on every edge)."""
-    config.MM_MIN = 1 if kind == "register-tiled" else 10 ** 9
+    """The product kernels: the TILE x TILE one (2 x 3 tiles of 4 in the simulator) and the two
+    register-tiled ones (simulator: tiles of 8 outputs, 2 x 2 per thread, k in steps of 4; and
+    tiles of 16, 4 x 4 per thread with the generated epilogue: partial tiles on every edge)."""
+    config.MM_MIN = 10 ** 9 if kind == "tile" else 1
+    config.MM_BIG_MIN_BLOCKS = 1 if kind == "register-tiled-big" else 10 ** 9
     rng = np.random.default_rng(0)
     M, N, K = 7, 9, 6
     bias = rng.standard_normal(N).astype(dtype)

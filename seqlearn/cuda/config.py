@@ -6,6 +6,10 @@ MM_TILE = 64         # register-tiled product: MM_TILE x MM_TILE outputs per blo
 MM_TT = 4            #   MM_TT x MM_TT per thread ((MM_TILE / MM_TT)^2 threads),
 MM_BK = 16           #   MM_BK columns of k per staged tile
 MM_MIN = 64          # use it when both output sides are at least this (else the TILE kernel)
+MM_BIG_TILE = 128    # larger register tiles (8 x 8 per thread, 4 FMAs per shared load) when they
+MM_BIG_TT = 8        #   still give at least MM_BIG_MIN_BLOCKS blocks (H = 1024 weight gradients)
+MM_BIG_BK = 8
+MM_BIG_MIN_BLOCKS = 128
 THREADS = 256        # elementwise / gather / scatter / optimizer kernels: threads per block
 MAX_BLOCKS = 4096    # grid-stride kernels never launch more blocks than this
 XENT_THREADS = 128   # softmax cross-entropy: threads per row (a power of two)

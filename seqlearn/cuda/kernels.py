@@ -230,6 +230,7 @@ def build_matmul_rt(bt, bk, tt, dt):
     TT2 = tt * tt
     SZ = bk * LD
     assert NL * NT == bt * bk
+    epilogue = _build_epilogue(tt, nth)
 
     @cuda.jit
     def matmul_rt(A, Bm, C, bias, ta, tb, accumulate, has_bias):
@@ -296,20 +297,32 @@ def build_matmul_rt(bt, bk, tt, dt):
                     for j in range(tt):
                         acc[i * tt + j] += av[i] * bv[j]
             cuda.syncthreads()
-        for i in range(tt):
-            m = m0 + ty + nth * i
-            for j in range(tt):
-                n = n0 + tx + nth * j
-                if m < M and n < N:
-                    v = acc[i * tt + j]
-                    if has_bias:
-                        v += bias[n]
-                    if accumulate:
-                        C[m, n] += v
-                    else:
-                        C[m, n] = v
+        epilogue(C, bias, acc, m0 + ty, n0 + tx, M, N, accumulate, has_bias)
 
     return matmul_rt
+
+
+def _build_epilogue(tt, nth):
+    """C[m0 + nth i, n0 + nth j] (+)= acc[i tt + j] (+ bias), written out statement by statement
+    (generated source): a loop here is too large for the compiler to unroll at tt = 8, and a
+    run-time index would move the whole accumulator array to local memory."""
+    lines = ["def epilogue(C, bias, acc, m0, n0, M, N, accumulate, has_bias):"]
+    for i in range(tt):
+        lines.append(f"    m = m0 + {nth * i}")
+        lines.append("    if m < M:")
+        for j in range(tt):
+            lines.append(f"        n = n0 + {nth * j}")
+            lines.append("        if n < N:")
+            lines.append(f"            v = acc[{i * tt + j}]")
+            lines.append("            if has_bias:")
+            lines.append("                v += bias[n]")
+            lines.append("            if accumulate:")
+            lines.append("                C[m, n] += v")
+            lines.append("            else:")
+            lines.append("                C[m, n] = v")
+    ns = {}
+    exec(compile("\n".join(lines) + "\n", f"<matmul epilogue {tt}x{tt}>", "exec"), ns)  # noqa: S102
+    return cuda.jit(device=True, inline=True)(ns["epilogue"])
 
 
 # ------------------------------------------------------------------------------------------------
@@ -857,6 +870,9 @@ def registry():
     for dt in ("float32", "float64"):
         f = dt
         out.append((f"matmul[{dt}]", get(build_matmul, config.TILE, dt),
+                    [f"void({f}[:, :], {f}[:, :], {f}[:, :], {f}[::1], int64, int64, int64, int64)"]))
+        out.append((f"matmul_rt_big[{dt}]", get(build_matmul_rt, config.MM_BIG_TILE, config.MM_BIG_BK,
+                                                  config.MM_BIG_TT, dt),
                     [f"void({f}[:, :], {f}[:, :], {f}[:, :], {f}[::1], int64, int64, int64, int64)"]))
         out.append((f"matmul_rt[{dt}]", get(build_matmul_rt, config.MM_TILE, config.MM_BK, config.MM_TT, dt),
                     [f"void({f}[:, :], {f}[:, :], {f}[:, :], {f}[::1], int64, int64, int64, int64)",

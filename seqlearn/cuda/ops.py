@@ -93,8 +93,10 @@ def matmul(A, B, C, bias=None, ta=False, tb=False, accumulate=False):
     if M == 0 or N == 0:
         return
     if M >= config.MM_MIN and N >= config.MM_MIN:
-        bt, tt = config.MM_TILE, config.MM_TT
-        kern = K.get(K.build_matmul_rt, bt, config.MM_BK, tt, C.dtype.name)
+        bt, tt, bk = config.MM_BIG_TILE, config.MM_BIG_TT, config.MM_BIG_BK
+        if ((M + bt - 1) // bt) * ((N + bt - 1) // bt) < config.MM_BIG_MIN_BLOCKS:
+            bt, tt, bk = config.MM_TILE, config.MM_TT, config.MM_BK
+        kern = K.get(K.build_matmul_rt, bt, bk, tt, C.dtype.name)
         grid = ((N + bt - 1) // bt, (M + bt - 1) // bt)
         K.launch(kern, (grid, (bt // tt, bt // tt)), (A, B, C, dummy(C.dtype) if bias is None else bias, int(ta),
                                                       int(tb), int(accumulate), int(bias is not None)))
