@@ -23,19 +23,22 @@ TOL = {"float64": 1e-10, "float32": 1e-4}
 DTYPES = ["float64", "float32"]
 
 
-def use_threads(monkeypatch, n):
-    """Run the cpu kernels on n threads with chunks as small as one row, so that tiny test sizes
-    exercise the chunked paths (batch chunks, weight-gradient row blocks)."""
+def use_threads(monkeypatch, n, split="batch"):
+    """Run the cpu kernels on n threads with chunks as small as one row (or unit), so that tiny
+    test sizes exercise the chunked paths (batch chunks or unit slices with barriers,
+    weight-gradient row blocks)."""
     from seqlearn.cpu import _threads
     monkeypatch.setattr(_threads, "NUM_THREADS", n)
     monkeypatch.setattr(_threads, "MIN_ROWS", 1)
     monkeypatch.setattr(_threads, "MIN_WROWS", 1)
+    monkeypatch.setattr(_threads, "SPLIT", split)
+    monkeypatch.setattr(_threads, "UNIT_ALIGN", 1)
 
 
-@pytest.fixture(params=[1, 3], ids=["1thread", "3threads"])
+@pytest.fixture(params=[(1, "batch"), (3, "batch"), (3, "units")], ids=["1thread", "3threads", "3threads-units"])
 def threads(request, monkeypatch):
-    use_threads(monkeypatch, request.param)
-    return request.param
+    use_threads(monkeypatch, *request.param)
+    return request.param[0]
 
 
 def rel(a, b):
@@ -51,13 +54,14 @@ def assert_close(a, b, tol, what):
 
 # ---- model level: every cell, L in {1, 2}, one-hot / embedding, zero / nonzero state ------------
 
+@pytest.mark.parametrize("split", ["batch", "units"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("nonzero_state", [False, True], ids=["zero-state", "state"])
 @pytest.mark.parametrize("E", [0, 5], ids=["onehot", "embed"])
 @pytest.mark.parametrize("L", [1, 2])
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
-def test_model_cpu_equals_ref(cell, kw, L, E, nonzero_state, dtype, monkeypatch):
-    use_threads(monkeypatch, 3)     # B = 3: three one-row chunks
+def test_model_cpu_equals_ref(cell, kw, L, E, nonzero_state, dtype, split, monkeypatch):
+    use_threads(monkeypatch, 3, split)     # B = 3: three one-row chunks, or H = 6: three 2-unit slices
     tol = TOL[dtype]
     out = {}
     for dev in ("ref", "cpu"):
@@ -261,8 +265,9 @@ def test_exp():
 # ---- float64 central differences through the cpu kernels ---------------------------------------
 
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
-def test_cpu_gradcheck(cell, kw, monkeypatch):
-    use_threads(monkeypatch, 2)
+@pytest.mark.parametrize("split", ["batch", "units"])
+def test_cpu_gradcheck(cell, kw, split, monkeypatch):
+    use_threads(monkeypatch, 2, split)
     m = seqlearn.CharLM("abcde", cell=cell, hidden_size=4, num_layers=2, embed_dim=3, dtype="float64",
                         device="cpu", seed=7, **kw)
     x, y = random_batch(5, B=2, T=3, seed=8)

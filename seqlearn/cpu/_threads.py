@@ -17,6 +17,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 MIN_ROWS = 8        # fewest batch rows per chunk (products on fewer rows waste the BLAS kernel)
 MIN_WROWS = 32      # fewest output rows per chunk of a weight-gradient product
+# How a recurrent time loop is shared out: "batch" (rows of the batch, no synchronisation),
+# "units" (hidden units: every thread takes the whole batch and its own slice of every gate, so
+# each streams only its part of W_hh; one spin barrier per time step, see _sync.py), or "auto"
+# (units when W_hh is at least UNITS_MIN_BYTES, else batch). SEQLEARN_SPLIT overrides.
+SPLIT = os.environ.get("SEQLEARN_SPLIT", "auto")
+UNITS_MIN_BYTES = 4 << 20
+UNIT_ALIGN = 16     # unit slices start at multiples of this (vector loads stay aligned)
 
 
 def _set_scipy_blas_threads(n):
@@ -60,14 +67,53 @@ def chunks(n, min_rows=MIN_ROWS):
     return [(n * i // k, n * (i + 1) // k) for i in range(k)]
 
 
-def run(fn, arg_lists):
+def unit_chunks(H):
+    """Split range(H) into at most NUM_THREADS (lo, hi) slices starting at multiples of UNIT_ALIGN."""
+    k = max(1, min(NUM_THREADS, H // UNIT_ALIGN))
+    cuts = [0] + [min(H, (H * i // k + UNIT_ALIGN // 2) // UNIT_ALIGN * UNIT_ALIGN) for i in range(1, k)] + [H]
+    return [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
+
+
+def plan(B, H, w_bytes):
+    """[(b0, b1, u0, u1), ...], one per thread, for a time loop over a batch of B rows and H units
+    whose recurrent weights take w_bytes (see SPLIT)."""
+    mode = SPLIT
+    if mode == "auto":
+        mode = "units" if w_bytes >= UNITS_MIN_BYTES else "batch"
+    if mode == "units" and NUM_THREADS > 1:
+        us = unit_chunks(H)
+        if len(us) > 1:
+            return [(0, B, u0, u1) for u0, u1 in us]
+    return [(b0, b1, 0, H) for b0, b1 in chunks(B)]
+
+
+def nsync(parts):
+    """Threads of a plan() that meet at barriers: all of them when they split the units, else 1."""
+    return len(parts) if len(parts) > 1 and parts[0][0] == parts[-1][0] else 1
+
+
+def _ensure_pool(n):
+    global _pool
+    if _pool is not None and _pool._max_workers < n:
+        _pool.shutdown(wait=True)
+        _pool = None
+    if _pool is None:
+        _pool = ThreadPoolExecutor(max_workers=max(1, n, NUM_THREADS - 1), thread_name_prefix="seqlearn-cpu")
+    return _pool
+
+
+def run_sync(fn, arg_lists):
+    """Like run, for kernels that meet at barriers (_sync.barrier): every call gets its own thread
+    (a queued call would never reach the barrier)."""
+    return run(fn, arg_lists, len(arg_lists) - 1)
+
+
+def run(fn, arg_lists, need=0):
     """fn(*args) for every args in arg_lists, concurrently; the first on the calling thread.
     fn must be a nogil njit function. Returns the results in order."""
-    global _pool
     if len(arg_lists) == 1:
         return [fn(*arg_lists[0])]
-    if _pool is None:
-        _pool = ThreadPoolExecutor(max_workers=max(1, NUM_THREADS - 1), thread_name_prefix="seqlearn-cpu")
-    futs = [_pool.submit(fn, *a) for a in arg_lists[1:]]
+    pool = _ensure_pool(need)
+    futs = [pool.submit(fn, *a) for a in arg_lists[1:]]
     first = fn(*arg_lists[0])
     return [first] + [f.result() for f in futs]

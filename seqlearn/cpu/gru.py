@@ -10,8 +10,9 @@ import numpy as np
 
 from . import _threads
 from ._act import sigmoid_, tanh_
-from ._blas import N_, T_, consts, rgemm, wgrad
+from ._blas import N_, T_, consts, gate_product, rgemm, wgrad
 from ._jit import jit
+from ._sync import barrier
 
 G = 3
 
@@ -23,6 +24,7 @@ def workspace(T, B, H, dtype):
         "gates": z(T, B, G * H),    # activated r, z, n
         "hn": z(T, B, H),           # torch: W_hn h + b_hn; cho: r * h_prev
         "a": z(B, G * H),           # recurrent products of one step
+        "aT": z(G * H, B),          # torch: the same, as computed (gates as rows)
         "dh": z(B, H),              # carried dh
         "drh": z(B, H),             # cho: dan @ W_hn
         # torch backward adds "dhg" (T, B, 3H) on first use: the gradient w.r.t. the recurrent
@@ -31,21 +33,26 @@ def workspace(T, B, H, dtype):
 
 
 @jit
-def _forward(xg, W_hh, b_hh, cho, h0, hs, gates, hn, a, b0, b1):
+def _forward(xg, W_hh, b_hh, cho, h0, hs, gates, hn, a, aT, b0, b1, u0, u1, bar, nth):
+    """Rows b0:b1, units u0:u1 (a unit split, nth > 1, only for variant torch: a barrier after
+    each step makes h_t whole before the next product)."""
     T, B, GH = xg.shape
     H = GH // 3
+    Hu = np.uint64(H)
+    H2u = Hu + Hu
     one = hs.dtype.type(1.0)
     ab = consts(hs)
     isz = hs.itemsize
     Bc = b1 - b0
     for b in range(b0, b1):
-        for j in range(H):
+        for j in range(np.uint64(u0), np.uint64(u1)):
             hs[0, b, j] = h0[b, j]
+    gen = barrier(bar, nth, 0)
     for t in range(T):
         ph = hs.ctypes.data + ((t * B + b0) * H) * isz
         pa = a.ctypes.data + b0 * GH * isz
         if not cho:
-            rgemm(ab, N_, T_, Bc, GH, H, ph, H, W_hh.ctypes.data, H, False, pa, GH)
+            gate_product(ab, 3, H, u0, u1, b0, b1, ph, W_hh.ctypes.data, a, aT)
             for b in range(b0, b1):
                 ar = a[b]
                 xr = xg[t, b]
@@ -53,15 +60,15 @@ def _forward(xg, W_hh, b_hh, cho, h0, hs, gates, hn, a, b0, b1):
                 hp = hs[t, b]
                 hq = hs[t + 1, b]
                 hnr = hn[t, b]
-                for j in range(H):
+                for j in range(np.uint64(u0), np.uint64(u1)):
                     r = sigmoid_(xr[j] + ar[j] + b_hh[j])
-                    z = sigmoid_(xr[H + j] + ar[H + j] + b_hh[H + j])
-                    m = ar[2 * H + j] + b_hh[2 * H + j]
-                    n = tanh_(xr[2 * H + j] + r * m)
+                    z = sigmoid_(xr[Hu + j] + ar[Hu + j] + b_hh[Hu + j])
+                    m = ar[H2u + j] + b_hh[H2u + j]
+                    n = tanh_(xr[H2u + j] + r * m)
                     hnr[j] = m
                     gr[j] = r
-                    gr[H + j] = z
-                    gr[2 * H + j] = n
+                    gr[Hu + j] = z
+                    gr[H2u + j] = n
                     hq[j] = (one - z) * n + z * hp[j]
         else:
             rgemm(ab, N_, T_, Bc, 2 * H, H, ph, H, W_hh.ctypes.data, H, False, pa, GH)
@@ -71,11 +78,11 @@ def _forward(xg, W_hh, b_hh, cho, h0, hs, gates, hn, a, b0, b1):
                 gr = gates[t, b]
                 hp = hs[t, b]
                 hnr = hn[t, b]
-                for j in range(H):
+                for j in range(Hu):
                     r = sigmoid_(xr[j] + ar[j] + b_hh[j])
-                    z = sigmoid_(xr[H + j] + ar[H + j] + b_hh[H + j])
+                    z = sigmoid_(xr[Hu + j] + ar[Hu + j] + b_hh[Hu + j])
                     gr[j] = r
-                    gr[H + j] = z
+                    gr[Hu + j] = z
                     hnr[j] = r * hp[j]
             rgemm(ab, N_, T_, Bc, H, H, hn.ctypes.data + ((t * B + b0) * H) * isz, H,
                   W_hh.ctypes.data + 2 * H * H * isz, H, False, pa + 2 * H * isz, GH)
@@ -85,20 +92,24 @@ def _forward(xg, W_hh, b_hh, cho, h0, hs, gates, hn, a, b0, b1):
                 gr = gates[t, b]
                 hp = hs[t, b]
                 hq = hs[t + 1, b]
-                for j in range(H):
-                    n = tanh_(xr[2 * H + j] + ar[2 * H + j] + b_hh[2 * H + j])
-                    z = gr[H + j]
-                    gr[2 * H + j] = n
+                for j in range(Hu):
+                    n = tanh_(xr[H2u + j] + ar[H2u + j] + b_hh[H2u + j])
+                    z = gr[Hu + j]
+                    gr[H2u + j] = n
                     hq[j] = (one - z) * n + z * hp[j]
+        gen = barrier(bar, nth, gen)
 
 
 @jit
-def _backward_torch(hs, gates, hn, W_hh, dhs, dh, dhg, dxg, dh0, b0, b1):
+def _backward_torch(hs, gates, hn, W_hh, dhs, dh, dhg, dxg, dh0, b0, b1, u0, u1, bar, nth):
     T, B, GH = dxg.shape
     H = GH // 3
+    Hu = np.uint64(H)
+    H2u = Hu + Hu
     one = hs.dtype.type(1.0)
     ab = consts(hs)
     isz = hs.itemsize
+    gen = 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             gr = gates[t, b]
@@ -108,26 +119,27 @@ def _backward_torch(hs, gates, hn, W_hh, dhs, dh, dhg, dxg, dh0, b0, b1):
             dhb = dh[b]
             dg = dhg[t, b]
             dx = dxg[t, b]
-            for j in range(H):
+            for j in range(np.uint64(u0), np.uint64(u1)):
                 r = gr[j]
-                z = gr[H + j]
-                n = gr[2 * H + j]
+                z = gr[Hu + j]
+                n = gr[H2u + j]
                 d = dr[j] + dhb[j]
                 daz = d * (hp[j] - n) * z * (one - z)
                 dan = d * (one - z) * (one - n * n)
                 dar = dan * hnr[j] * r * (one - r)
                 dhb[j] = d * z
                 dg[j] = dar
-                dg[H + j] = daz
-                dg[2 * H + j] = dan * r
+                dg[Hu + j] = daz
+                dg[H2u + j] = dan * r
                 dx[j] = dar
-                dx[H + j] = daz
-                dx[2 * H + j] = dan
-        # dh = d * z (written above) + dhg @ W_hh
-        rgemm(ab, N_, N_, b1 - b0, H, GH, dhg.ctypes.data + ((t * B + b0) * GH) * isz, GH,
-              W_hh.ctypes.data, H, True, dh.ctypes.data + b0 * H * isz, H)
+                dx[Hu + j] = daz
+                dx[H2u + j] = dan
+        # dh = d * z (written above) + dhg @ W_hh (units u0:u1, once all of dhg_t is written)
+        gen = barrier(bar, nth, gen)
+        rgemm(ab, N_, N_, b1 - b0, u1 - u0, GH, dhg.ctypes.data + ((t * B + b0) * GH) * isz, GH,
+              W_hh.ctypes.data + u0 * isz, H, True, dh.ctypes.data + (b0 * H + u0) * isz, H)
     for b in range(b0, b1):
-        for j in range(H):
+        for j in range(np.uint64(u0), np.uint64(u1)):
             dh0[b, j] = dh[b, j]
 
 
@@ -135,6 +147,8 @@ def _backward_torch(hs, gates, hn, W_hh, dhs, dh, dhg, dxg, dh0, b0, b1):
 def _backward_cho(hs, gates, W_hh, dhs, dh, drh, dxg, dh0, b0, b1):
     T, B, GH = dxg.shape
     H = GH // 3
+    Hu = np.uint64(H)
+    H2u = Hu + Hu
     one = hs.dtype.type(1.0)
     ab = consts(hs)
     isz = hs.itemsize
@@ -146,12 +160,12 @@ def _backward_cho(hs, gates, W_hh, dhs, dh, drh, dxg, dh0, b0, b1):
             dr = dhs[t, b]
             dhb = dh[b]
             dx = dxg[t, b]
-            for j in range(H):
-                z = gr[H + j]
-                n = gr[2 * H + j]
+            for j in range(Hu):
+                z = gr[Hu + j]
+                n = gr[H2u + j]
                 d = dr[j] + dhb[j]
-                dx[H + j] = d * (hp[j] - n) * z * (one - z)
-                dx[2 * H + j] = d * (one - z) * (one - n * n)
+                dx[Hu + j] = d * (hp[j] - n) * z * (one - z)
+                dx[H2u + j] = d * (one - z) * (one - n * n)
                 dhb[j] = d * z
         pdx = dxg.ctypes.data + ((t * B + b0) * GH) * isz
         # drh = dan @ W_hn
@@ -163,7 +177,7 @@ def _backward_cho(hs, gates, W_hh, dhs, dh, drh, dxg, dh0, b0, b1):
             dhb = dh[b]
             dx = dxg[t, b]
             drr = drh[b]
-            for j in range(H):
+            for j in range(Hu):
                 r = gr[j]
                 dx[j] = drr[j] * hp[j] * r * (one - r)
                 dhb[j] += drr[j] * r
@@ -174,9 +188,17 @@ def _backward_cho(hs, gates, W_hh, dhs, dh, drh, dxg, dh0, b0, b1):
             dh0[b, j] = dh[b, j]
 
 
+def _plan(B, H, W_hh, variant):
+    if variant == "cho":        # two dependent products per step: batch chunks only
+        return [(b0, b1, 0, H) for b0, b1 in _threads.chunks(B)]
+    return _threads.plan(B, H, W_hh.nbytes)
+
+
 def forward(ws, xg, W_hh, b_hh, variant, h0):
-    args = (xg, W_hh, b_hh, variant == "cho", h0, ws["hs"], ws["gates"], ws["hn"], ws["a"])
-    _threads.run(_forward, [args + c for c in _threads.chunks(xg.shape[1])])
+    args = (xg, W_hh, b_hh, variant == "cho", h0, ws["hs"], ws["gates"], ws["hn"], ws["a"], ws["aT"])
+    parts = _plan(xg.shape[1], W_hh.shape[1], W_hh, variant)
+    bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)
+    _threads.run_sync(_forward, [args + c + (bar, nth) for c in parts])
 
 
 def backward(ws, xg, W_hh, b_hh, variant, dhs, dhT, dxg, dW_hh, db_hh, dh0):
@@ -194,7 +216,9 @@ def backward(ws, xg, W_hh, b_hh, variant, dhs, dhT, dxg, dW_hh, db_hh, dh0):
         if "dhg" not in ws:
             ws["dhg"] = np.zeros((T, B, G * H), dxg.dtype)
         args = (ws["hs"], ws["gates"], ws["hn"], W_hh, dhs, dh, ws["dhg"], dxg, dh0)
-        _threads.run(_backward_torch, [args + c for c in chunks])
+        parts = _plan(B, H, W_hh, variant)
+        bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)
+        _threads.run_sync(_backward_torch, [args + c + (bar, nth) for c in parts])
         wgrad(ws["dhg"].reshape(T * B, G * H), hs2, dW_hh, db_hh, ab)
     else:
         args = (ws["hs"], ws["gates"], W_hh, dhs, dh, ws["drh"], dxg, dh0)

@@ -10,8 +10,9 @@ import numpy as np
 
 from . import _threads
 from ._act import sigmoid_, tanh_
-from ._blas import N_, T_, consts, rgemm, wgrad
+from ._blas import N_, consts, gate_product, rgemm, wgrad
 from ._jit import jit
+from ._sync import barrier
 
 G = 4
 
@@ -23,25 +24,30 @@ def workspace(T, B, H, dtype):
         "gates": np.zeros((T, B, G * H), dtype),  # activated i, f, g, o
         "tcs": np.zeros((T, B, H), dtype),        # tanh(c_t)
         "a": np.zeros((B, G * H), dtype),         # recurrent product of one step
+        "aT": np.zeros((G * H, B), dtype),        # the same, as computed (gates as rows)
         "dh": np.zeros((B, H), dtype),            # carried dh, dc in backward
         "dc": np.zeros((B, H), dtype),
     }
 
 
 @jit
-def _forward(xg, W_hh, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1):
-    """Rows b0:b1 of the batch, all T steps."""
+def _forward(xg, W_hh, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, aT, b0, b1, u0, u1, bar, nth):
+    """Rows b0:b1 of the batch, units u0:u1 (of every gate), all T steps. With nth > 1 threads
+    splitting the units, a barrier after each step makes h_t whole before the next product."""
     T, B, GH = xg.shape
     H = GH // 4
+    Hu = np.uint64(H)
+    H2u = Hu + Hu
+    H3u = H2u + Hu
     ab = consts(hs)
     isz = hs.itemsize
     for b in range(b0, b1):
-        for j in range(H):
+        for j in range(np.uint64(u0), np.uint64(u1)):
             hs[0, b, j] = h0[b, j]
             cs[0, b, j] = c0[b, j]
+    gen = barrier(bar, nth, 0)
     for t in range(T):
-        rgemm(ab, N_, T_, b1 - b0, GH, H, hs.ctypes.data + ((t * B + b0) * H) * isz, H,
-              W_hh.ctypes.data, H, False, a.ctypes.data + b0 * GH * isz, GH)
+        gate_product(ab, 4, H, u0, u1, b0, b1, hs.ctypes.data + ((t * B + b0) * H) * isz, W_hh.ctypes.data, a, aT)
         for b in range(b0, b1):
             ar = a[b]
             xr = xg[t, b]
@@ -54,47 +60,53 @@ def _forward(xg, W_hh, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1):
                 pi = p[0]
                 pf = p[1]
                 po = p[2]
-                for j in range(H):
+                for j in range(np.uint64(u0), np.uint64(u1)):
                     c0j = cp[j]
                     i = sigmoid_(xr[j] + ar[j] + b_hh[j] + pi[j] * c0j)
-                    f = sigmoid_(xr[H + j] + ar[H + j] + b_hh[H + j] + pf[j] * c0j)
-                    g = tanh_(xr[2 * H + j] + ar[2 * H + j] + b_hh[2 * H + j])
+                    f = sigmoid_(xr[Hu + j] + ar[Hu + j] + b_hh[Hu + j] + pf[j] * c0j)
+                    g = tanh_(xr[H2u + j] + ar[H2u + j] + b_hh[H2u + j])
                     c = f * c0j + i * g
-                    o = sigmoid_(xr[3 * H + j] + ar[3 * H + j] + b_hh[3 * H + j] + po[j] * c)
+                    o = sigmoid_(xr[H3u + j] + ar[H3u + j] + b_hh[H3u + j] + po[j] * c)
                     tc = tanh_(c)
                     gr[j] = i
-                    gr[H + j] = f
-                    gr[2 * H + j] = g
-                    gr[3 * H + j] = o
+                    gr[Hu + j] = f
+                    gr[H2u + j] = g
+                    gr[H3u + j] = o
                     cn[j] = c
                     tr[j] = tc
                     hn[j] = o * tc
             else:
-                for j in range(H):
+                for j in range(np.uint64(u0), np.uint64(u1)):
                     i = sigmoid_(xr[j] + ar[j] + b_hh[j])
-                    f = sigmoid_(xr[H + j] + ar[H + j] + b_hh[H + j])
-                    g = tanh_(xr[2 * H + j] + ar[2 * H + j] + b_hh[2 * H + j])
-                    o = sigmoid_(xr[3 * H + j] + ar[3 * H + j] + b_hh[3 * H + j])
+                    f = sigmoid_(xr[Hu + j] + ar[Hu + j] + b_hh[Hu + j])
+                    g = tanh_(xr[H2u + j] + ar[H2u + j] + b_hh[H2u + j])
+                    o = sigmoid_(xr[H3u + j] + ar[H3u + j] + b_hh[H3u + j])
                     c = f * cp[j] + i * g
                     tc = tanh_(c)
                     gr[j] = i
-                    gr[H + j] = f
-                    gr[2 * H + j] = g
-                    gr[3 * H + j] = o
+                    gr[Hu + j] = f
+                    gr[H2u + j] = g
+                    gr[H3u + j] = o
                     cn[j] = c
                     tr[j] = tc
                     hn[j] = o * tc
+        gen = barrier(bar, nth, gen)
 
 
 @jit
-def _backward(hs, cs, gates, tcs, W_hh, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0, b0, b1):
-    """Rows b0:b1, all T steps. dh, dc (B, H) hold dhT, dcT on entry and carry the gradients;
-    dp: this chunk's own (3, H) partial sum."""
+def _backward(hs, cs, gates, tcs, W_hh, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0, b0, b1, u0, u1, bar, nth):
+    """Rows b0:b1, units u0:u1, all T steps. dh, dc (B, H) hold dhT, dcT on entry and carry the
+    gradients; dp: this chunk's own (3, H) partial sum. With nth > 1 threads splitting the units,
+    a barrier after each pointwise pass makes da_t whole before dh = da_t @ W_hh[:, u0:u1]."""
     T, B, GH = dxg.shape
     H = GH // 4
+    Hu = np.uint64(H)
+    H2u = Hu + Hu
+    H3u = H2u + Hu
     one = hs.dtype.type(1.0)
     ab = consts(hs)
     isz = hs.itemsize
+    gen = 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             gr = gates[t, b]
@@ -112,11 +124,11 @@ def _backward(hs, cs, gates, tcs, W_hh, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0,
                 dpi = dp[0]
                 dpf = dp[1]
                 dpo = dp[2]
-                for j in range(H):
+                for j in range(np.uint64(u0), np.uint64(u1)):
                     i = gr[j]
-                    f = gr[H + j]
-                    g = gr[2 * H + j]
-                    o = gr[3 * H + j]
+                    f = gr[Hu + j]
+                    g = gr[H2u + j]
+                    o = gr[H3u + j]
                     tc = tr[j]
                     d = dr[j] + dhb[j]
                     dao = d * tc * o * (one - o)
@@ -129,15 +141,15 @@ def _backward(hs, cs, gates, tcs, W_hh, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0,
                     dpf[j] += daf * cp[j]
                     dpo[j] += dao * cn[j]
                     da[j] = dai
-                    da[H + j] = daf
-                    da[2 * H + j] = dag
-                    da[3 * H + j] = dao
+                    da[Hu + j] = daf
+                    da[H2u + j] = dag
+                    da[H3u + j] = dao
             else:
-                for j in range(H):
+                for j in range(np.uint64(u0), np.uint64(u1)):
                     i = gr[j]
-                    f = gr[H + j]
-                    g = gr[2 * H + j]
-                    o = gr[3 * H + j]
+                    f = gr[Hu + j]
+                    g = gr[H2u + j]
+                    o = gr[H3u + j]
                     tc = tr[j]
                     d = dr[j] + dhb[j]
                     dao = d * tc * o * (one - o)
@@ -147,13 +159,14 @@ def _backward(hs, cs, gates, tcs, W_hh, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0,
                     dag = dcj * i * (one - g * g)
                     dcb[j] = dcj * f
                     da[j] = dai
-                    da[H + j] = daf
-                    da[2 * H + j] = dag
-                    da[3 * H + j] = dao
-        rgemm(ab, N_, N_, b1 - b0, H, GH, dxg.ctypes.data + ((t * B + b0) * GH) * isz, GH,
-              W_hh.ctypes.data, H, False, dh.ctypes.data + b0 * H * isz, H)
+                    da[Hu + j] = daf
+                    da[H2u + j] = dag
+                    da[H3u + j] = dao
+        gen = barrier(bar, nth, gen)
+        rgemm(ab, N_, N_, b1 - b0, u1 - u0, GH, dxg.ctypes.data + ((t * B + b0) * GH) * isz, GH,
+              W_hh.ctypes.data + u0 * isz, H, False, dh.ctypes.data + (b0 * H + u0) * isz, H)
     for b in range(b0, b1):
-        for j in range(H):
+        for j in range(np.uint64(u0), np.uint64(u1)):
             dh0[b, j] = dh[b, j]
             dc0[b, j] = dc[b, j]
 
@@ -166,8 +179,10 @@ def forward(ws, xg, W_hh, b_hh, p, h0, c0):
     """Fill ws from the input pre-activations xg (T, B, 4H). p is None or (3, H)."""
     peep = p is not None
     p = p if peep else _dummy(xg.dtype)
-    args = (xg, W_hh, b_hh, p, peep, h0, c0, ws["hs"], ws["cs"], ws["gates"], ws["tcs"], ws["a"])
-    _threads.run(_forward, [args + c for c in _threads.chunks(xg.shape[1])])
+    args = (xg, W_hh, b_hh, p, peep, h0, c0, ws["hs"], ws["cs"], ws["gates"], ws["tcs"], ws["a"], ws["aT"])
+    parts = _threads.plan(xg.shape[1], W_hh.shape[1], W_hh.nbytes)
+    bar = np.zeros(8, np.int64)
+    _threads.run_sync(_forward, [args + c + (bar, _threads.nsync(parts)) for c in parts])
 
 
 def backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, dc0):
@@ -183,12 +198,13 @@ def backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, d
         dc[...] = dcT
     T, B, H = dhs.shape
     peep = p is not None
-    chunks = _threads.chunks(B)
-    dps = np.zeros((len(chunks), 3, H), dxg.dtype) if peep else np.zeros((len(chunks), 1, 1), dxg.dtype)
+    parts = _threads.plan(B, H, W_hh.nbytes)
+    dps = np.zeros((len(parts), 3, H), dxg.dtype) if peep else np.zeros((len(parts), 1, 1), dxg.dtype)
     args = (ws["hs"], ws["cs"], ws["gates"], ws["tcs"], W_hh, p if peep else _dummy(dxg.dtype), peep, dhs,
             dh, dc, dxg)
     tail = (dh0, np.empty_like(dc) if dc0 is None else dc0)
-    _threads.run(_backward, [args + (dps[k],) + tail + c for k, c in enumerate(chunks)])
+    bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)
+    _threads.run_sync(_backward, [args + (dps[k],) + tail + c + (bar, nth) for k, c in enumerate(parts)])
     if peep:
         dp += dps.sum(0)
     wgrad(dxg.reshape(T * B, G * H), ws["hs"][:T].reshape(T * B, H), dW_hh, db_hh, consts(dxg))

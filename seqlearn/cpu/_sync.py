@@ -1,0 +1,59 @@
+"""A spin barrier for jitted kernels that run on several threads at once (see _threads.run_sync).
+
+``bar`` is an int64 array (zeroed before the call that uses it); every thread passes its own count
+of barriers already crossed (``gen``) and gets ``gen + 1`` back. The counter only grows, so no
+reset race exists: barrier number g is passed when the counter reaches nthreads * (g + 1).
+Waiting spins on an atomic load and yields the core (sched_yield) after a few thousand tries, so
+a descheduled partner on a loaded machine costs a scheduler slice, not a burnt one.
+"""
+import ctypes
+
+from llvmlite import binding as _ll
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ._jit import jit
+
+_libc = ctypes.CDLL(None)
+_ll.add_symbol("seqlearn_sched_yield", ctypes.cast(_libc.sched_yield, ctypes.c_void_p).value)
+_yield = types.ExternalFunction("seqlearn_sched_yield", types.intc())
+
+
+def _ptr(context, builder, aryty, ary, idx):
+    a = context.make_array(aryty)(context, builder, ary)
+    return cgutils.get_item_pointer(context, builder, aryty, a, [idx])
+
+
+@intrinsic
+def atomic_add(typingctx, arr, idx, val):
+    """arr[idx] += val atomically (int64 1-D array); returns the old value."""
+    def codegen(context, builder, sig, args):
+        ptr = _ptr(context, builder, sig.args[0], args[0], args[1])
+        v = context.cast(builder, args[2], sig.args[2], types.int64)
+        return builder.atomic_rmw("add", ptr, v, "seq_cst")
+    return types.int64(arr, idx, val), codegen
+
+
+@intrinsic
+def atomic_load(typingctx, arr, idx):
+    """arr[idx], an acquire load (int64 1-D array)."""
+    def codegen(context, builder, sig, args):
+        ptr = _ptr(context, builder, sig.args[0], args[0], args[1])
+        return builder.load_atomic(ptr, "acquire", 8)
+    return types.int64(arr, idx), codegen
+
+
+@jit
+def barrier(bar, nthreads, gen):
+    """Wait until all nthreads threads have called barrier for the (gen + 1)-th time; returns gen + 1."""
+    if nthreads <= 1:
+        return gen + 1
+    target = nthreads * (gen + 1)
+    atomic_add(bar, 0, 1)
+    spins = 0
+    while atomic_load(bar, 0) < target:
+        spins += 1
+        if spins > 4000:
+            _yield()
+    return gen + 1
