@@ -5,6 +5,9 @@ of `numba-cuda[cu12]`), because the simulator accepts code that the real compile
 
 Prints one JSON line per (kernel, signature): ok, seconds, the bytes of local memory the PTX
 declares (a local array that did not become registers shows up here), and the error if any.
+With --ptxas (the ptxas of the nvidia-cuda-nvcc wheel, or one on PATH), also the registers,
+spill bytes and stack frame that ptxas reports for sm_XY (`ptxas -c -v`: the counts a device
+shows; they decide how many threads a persistent block can have).
 Exit status 0 when everything compiled, 1 when something failed, 3 when PTX compilation is not
 possible at all here (no NVVM).
 """
@@ -31,10 +34,53 @@ def local_bytes(ptx):
     return sum(int(n) for n in re.findall(r"\.local\s+\.align\s+\d+\s+\.b8\s+\w+\[(\d+)\]", ptx))
 
 
+def _ptxas():
+    import os
+    import shutil
+    try:
+        import nvidia.cuda_nvcc as nv
+        for base in list(getattr(nv, "__path__", [])):
+            p = os.path.join(base, "bin", "ptxas")
+            if os.path.exists(p):
+                return p
+    except Exception:  # noqa: BLE001
+        pass
+    return shutil.which("ptxas")
+
+
+def ptxas_report(ptx, cc):
+    """{"regs", "spill_stores", "stack"} from `ptxas -c -v` (relocatable: the grid barrier's
+    device-runtime symbols stay unresolved), or {"ptxas_error"}."""
+    import subprocess
+    import tempfile
+    exe = _ptxas()
+    if not exe:
+        return {"ptxas_error": "no ptxas found"}
+    with tempfile.NamedTemporaryFile("w", suffix=".ptx", delete=False) as f:
+        f.write(ptx)
+    try:
+        r = subprocess.run([exe, f"-arch=sm_{cc[0]}{cc[1]}", "-c", "-v", "-o", "/dev/null", f.name],
+                           capture_output=True, text=True, timeout=120)
+    finally:
+        import os
+        os.unlink(f.name)
+    out = {}
+    m = re.search(r"Used (\d+) registers", r.stderr)
+    if m:
+        out["regs"] = int(m.group(1))
+    m = re.search(r"(\d+) bytes stack frame, (\d+) bytes spill stores", r.stderr)
+    if m:
+        out["stack"], out["spill_stores"] = int(m.group(1)), int(m.group(2))
+    if not out:
+        out["ptxas_error"] = r.stderr[-500:]
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--cc", default="9.0")
     ap.add_argument("--filter", default="")
+    ap.add_argument("--ptxas", action="store_true", help="also report ptxas registers / spills")
     a = ap.parse_args(argv)
     cc = tuple(int(x) for x in a.cc.split("."))
     import numpy as np
@@ -66,7 +112,10 @@ def main(argv=None):
             try:
                 ptx, _ = cuda.compile_ptx(getattr(fn, "py_func", fn), sig, cc=cc)
                 rec.update(ok=True, local_bytes=local_bytes(ptx), grid_sync="cudaCGSynchronize" in ptx
-                           or "cg" in name and "cudaCG" in ptx, ptx_lines=ptx.count("\n"))
+                           or "cg" in name and "cudaCG" in ptx, ptx_lines=ptx.count("\n"),
+                           f64_ops=len(re.findall(r"\.f64\b", ptx)))
+                if a.ptxas:
+                    rec.update(ptxas_report(ptx, cc))
             except Exception as e:  # noqa: BLE001
                 failed += 1
                 rec.update(ok=False, error=f"{type(e).__name__}: {str(e)[:2000]}")
