@@ -410,25 +410,6 @@ def bench_table():
                 print(key, json.dumps({k: (round(v, 3) if isinstance(v, float) else v) for k, v in r.items()},
                                       default=str), flush=True)
     config.PERSISTENT = "auto"
-    # ablations on two shapes: what the pipelined copy and the 128 x 128 product are worth
-    abl = {}
-    for cell, H, B, name, knob, val in (("lstm", 512, 32, "pipeline off", "PERSIST_PIPELINE", False),
-                                        ("lstm", 1024, 64, "pipeline off", "PERSIST_PIPELINE", False),
-                                        ("lstm", 1024, 64, "64x64 product only", "MM_BIG_MIN_BLOCKS", 10 ** 9)):
-        if True:
-            old = getattr(config, knob)
-            try:
-                setattr(config, knob, val)
-                persist.STATUS["last_forward"] = None
-                layer, _, fwd_only = seqlearn_runners(cell, H, B)
-                abl[f"{cell} H={H} B={B} {name}"] = {"layer": round(_median_ms(layer, 5, warm=1), 3),
-                                                     "fwd": round(_median_ms(fwd_only, 5, warm=1), 3),
-                                                     "plan": persist.STATUS["last_forward"]}
-            except Exception as e:  # noqa: BLE001
-                abl[f"{cell} H={H} B={B} {name}"] = f"{type(e).__name__}: {e}"
-            finally:
-                setattr(config, knob, old)
-    print("ablations:", json.dumps(abl, default=str), flush=True)
     peak = PEAK.get("fp32")
     head = ("| cell | H | B | path | sl fwd ms | sl layer ms | cuDNN layer ms off / on | ratio off / on "
             "| % fp32 peak | sl model ms | torch model ms off / on | ratio off / on |")
@@ -461,11 +442,6 @@ def bench_table():
             rows.append(f"plan {key}: J={pl['J']} blocks={pl['blocks']} fwd {pl['fwd_threads']} thr "
                         f"{pl['fwd_smem'] // 1024} KB kc={pl.get('fwd_kc')} rb={pl.get('fwd_rb')}; bwd "
                         f"{pl['bwd_threads']} thr {pl['bwd_smem'] // 1024} KB rc={pl.get('bwd_rc')} rb={pl.get('bwd_rb')}")
-    for k, v in abl.items():
-        rows.append(f"ablation {k}: " + (f"layer {v['layer']} ms, fwd {v['fwd']} ms, plan "
-                                          f"rb={(v['plan'] or {}).get('fwd_rb')}/{(v['plan'] or {}).get('bwd_rb')} "
-                                          f"kc={(v['plan'] or {}).get('fwd_kc')}/{(v['plan'] or {}).get('bwd_rc')}"
-                                          if isinstance(v, dict) else v))
     lo = RESULTS.get("launch overhead") or {}
     rows.append(f"launch us (8 args): dispatcher {lo.get('dispatcher_us_8args')}, K.launch {lo.get('cached_overload_us_8args')}")
     out["_fast_launch"] = dict(K.FAST)
@@ -474,10 +450,38 @@ def bench_table():
     rows.append(f"declined: {out['_declined']}")
     pr = RESULTS.get("peak and products") or {}
     rows.append("products: " + json.dumps({k: v for k, v in pr.items() if k.startswith("seqlearn")}))
+    if ARGS.table:      # written now and again after the ablations (a timeout keeps this one)
+        with open(ARGS.table, "w") as fh:
+            fh.write("\n".join(rows) + "\n")
+    # ablations on two shapes: what the pipelined copy and the 128 x 128 product are worth
+    abl = {}
+    for cell, H, B, name, knob, val in (("lstm", 512, 32, "pipeline off", "PERSIST_PIPELINE", False),
+                                        ("lstm", 1024, 64, "pipeline off", "PERSIST_PIPELINE", False),
+                                        ("lstm", 1024, 64, "64x64 product only", "MM_BIG_MIN_BLOCKS", 10 ** 9)):
+        if True:
+            old = getattr(config, knob)
+            try:
+                setattr(config, knob, val)
+                persist.STATUS["last_forward"] = None
+                layer, _, fwd_only = seqlearn_runners(cell, H, B)
+                abl[f"{cell} H={H} B={B} {name}"] = {"layer": round(_median_ms(layer, 5, warm=1), 3),
+                                                     "fwd": round(_median_ms(fwd_only, 5, warm=1), 3),
+                                                     "plan": persist.STATUS["last_forward"]}
+            except Exception as e:  # noqa: BLE001
+                abl[f"{cell} H={H} B={B} {name}"] = f"{type(e).__name__}: {e}"
+            finally:
+                setattr(config, knob, old)
+    print("ablations:", json.dumps(abl, default=str), flush=True)
+    for k, v in abl.items():
+        rows.append(f"ablation {k}: " + (f"layer {v['layer']} ms, fwd {v['fwd']} ms, plan "
+                                          f"rb={(v['plan'] or {}).get('fwd_rb')}/{(v['plan'] or {}).get('bwd_rb')} "
+                                          f"kc={(v['plan'] or {}).get('fwd_kc')}/{(v['plan'] or {}).get('bwd_rc')}"
+                                          if isinstance(v, dict) else v))
     print("\n" + "\n".join(rows), flush=True)
     if ARGS.table:
         with open(ARGS.table, "w") as fh:
             fh.write("\n".join(rows) + "\n")
+    out["_ablations"] = abl
     out["_table"] = rows
     return out
 

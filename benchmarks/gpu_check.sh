@@ -2,7 +2,7 @@
 # One run on a lent GPU (H100/H200) that fits in 200 seconds of wall time: environment (~10 s),
 # the benchmark (fit, kernel resources, measured fp32 peak, launch overhead, correctness at
 # benchmark sizes, the timing table vs cuDNN with TF32 off and on; <= 115 s), the cuda tests on the
-# real device with whatever time is left (<= 65 s; the PTX tier is skipped: it needs no GPU), and
+# real device with whatever time is left (<= 85 s; the PTX tier is skipped: it needs no GPU), and
 # the compact markdown table printed LAST. Every section runs even when an earlier one fails.
 # Logs go to $OUT (if set) or /tmp/seqlearn_gpu_check.
 #
@@ -50,7 +50,7 @@ timeout "$B_LIM" $PY benchmarks/gpu_bench.py --out "$LOG" --reps 9 --table "$LOG
   | grep --line-buffered -v "NumbaPerformanceWarning\|warn(errors" | tee -a "$LOG/bench.log" \
   || stamp "benchmark section failed or timed out (partial results above)"
 
-T_LIM=$(( $(left) - 8 )); [ "$T_LIM" -gt 65 ] && T_LIM=65
+T_LIM=$(( $(left) - 8 )); [ "$T_LIM" -gt 85 ] && T_LIM=85
 if [ "$T_LIM" -ge 20 ]; then
   stamp "== 3. cuda tests on the device (NUMBA_ENABLE_CUDASIM=0, timeout ${T_LIM}s)" | tee "$LOG/tests.log"
   timeout "$T_LIM" $PY -m pytest -q -rs -p no:cacheprovider -p no:warnings tests/test_cuda_kernels.py \
