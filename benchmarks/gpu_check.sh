@@ -59,6 +59,13 @@ if [ "$T_LIM" -ge 20 ]; then
 else
   stamp "== 3. cuda tests skipped (time budget)" | tee "$LOG/tests.log"
 fi
+stamp "== 3b. end to end: seqlearn train and sample on --device cuda (timeout 50s)" | tee "$LOG/e2e.log"
+{
+  timeout 40 $PY -m seqlearn train data/tiny.txt --device cuda --steps 30 --eval-every 15 --log-every 10 \
+    --seq-len 32 --batch 8 --hidden 64 --out "$LOG/run_cuda" --force 2>&1 | tail -12
+  timeout 10 $PY -m seqlearn sample "$LOG/run_cuda" --device cuda --length 120 --num-samples 2 --seed 1 2>&1 | tail -6
+} 2>&1 | grep --line-buffered -v "NumbaPerformanceWarning\|warn(errors" | tee -a "$LOG/e2e.log" \
+  || stamp "end-to-end section failed"
 stamp "== 4. PTX tier skipped here (no GPU needed: run tests/test_cuda_ptx.py on any machine)"
 
 stamp "done; logs in $LOG"
