@@ -12,13 +12,21 @@ from conftest import CELL_CONFIGS, CELL_IDS
 OPTIONS = [dict(), dict(temperature=0.7, top_k=4), dict(top_p=0.8), dict(argmax=True)]
 
 
+@pytest.mark.parametrize("N", [3, 5])      # 5: products as one gemm (fewer rows: a gemv per row)
+@pytest.mark.parametrize("split", [False, True], ids=["1thread", "3threads-units"])
 @pytest.mark.parametrize("E", [0, 4], ids=["onehot", "embed"])
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
-def test_generate_matches_step_loop(cell, kw, E):
+def test_generate_matches_step_loop(cell, kw, E, split, N, monkeypatch):
+    if split:       # three threads, each with its slice of the units, meeting at barriers
+        from seqlearn.cpu import _threads
+        monkeypatch.setattr(_threads, "NUM_THREADS", 3)
+        monkeypatch.setattr(_threads, "UNIT_ALIGN", 1)
+        monkeypatch.setattr(_threads, "SPLIT", "auto")
+        monkeypatch.setattr(sk, "SPLIT_MIN_BYTES", 0)
     m = seqlearn.CharLM("abcdefghij", cell=cell, hidden_size=6, num_layers=2, embed_dim=E, dtype="float64",
                         device="cpu", seed=1, **kw)
-    N, length = 3, 12
-    z0, st = m.logits(np.array([[1, 2], [3, 4], [5, 6]]), None)
+    length = 12
+    z0, st = m.logits(np.arange(2 * N).reshape(N, 2) % m.V, None)
     z0 = z0[:, -1]
     for opts in OPTIONS:
         rng = np.random.default_rng(5)
