@@ -60,6 +60,8 @@ else
   stamp "== 3. cuda tests skipped (time budget)" | tee "$LOG/tests.log"
 fi
 stamp "== 3b. end to end: seqlearn train and sample on --device cuda (timeout 50s)" | tee "$LOG/e2e.log"
+# without an install, seqlearn.cli (the top-level cli/ folder, mapped by pyproject.toml) needs a link
+if [ ! -e seqlearn/cli ]; then ln -s ../cli seqlearn/cli && trap 'rm -f "$ROOT/seqlearn/cli"' EXIT; fi
 {
   timeout 40 $PY -m seqlearn train data/tiny.txt --device cuda --steps 30 --eval-every 15 --log-every 10 \
     --seq-len 32 --batch 8 --hidden 64 --out "$LOG/run_cuda" --force 2>&1 | tail -12
