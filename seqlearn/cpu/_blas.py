@@ -131,7 +131,7 @@ def wgrad_rows(d2, x2, dW, db, r0, r1, ab):
               dW.ctypes.data + r0 * I * isz, I)
     for n in range(N):
         a = d2[n]
-        for o in range(r0, r1):
+        for o in range(np.uint64(r0), np.uint64(r1)):     # unsigned: no wraparound test, vectorises
             db[o] += a[o]
 
 

@@ -20,9 +20,12 @@ MIN_WROWS = 32      # fewest output rows per chunk of a weight-gradient product
 # How a recurrent time loop is shared out: "batch" (rows of the batch, no synchronisation),
 # "units" (hidden units: every thread takes the whole batch and its own slice of every gate, so
 # each streams only its part of W_hh; one spin barrier per time step, see _sync.py), or "auto"
-# (units when W_hh is at least UNITS_MIN_BYTES, else batch). SEQLEARN_SPLIT overrides.
+# (units when W_hh is at least UNITS_MIN_BYTES[direction], else batch). SEQLEARN_SPLIT overrides.
+# Measured on the quiet 2-core machine (LSTM, us per time step, batch / units): forward H=128 B=32
+# 55 / 67, H=256 168 / 176, H=512 B=64 1020 / 993, H=1024 3357 / 2134; backward (with dW_hh)
+# 110 / 100, 392 / 321, 2188 / 1892, 7462 / 4906.
 SPLIT = os.environ.get("SEQLEARN_SPLIT", "auto")
-UNITS_MIN_BYTES = 0      # measured (A/B, same invocation): units was ahead at every H from 128 to 1024
+UNITS_MIN_BYTES = {"forward": 4 << 20, "backward": 0}
 UNIT_ALIGN = 16     # unit slices start at multiples of this (vector loads stay aligned)
 
 
@@ -74,12 +77,12 @@ def unit_chunks(H):
     return [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
 
 
-def plan(B, H, w_bytes):
+def plan(B, H, w_bytes, direction="forward"):
     """[(b0, b1, u0, u1), ...], one per thread, for a time loop over a batch of B rows and H units
     whose recurrent weights take w_bytes (see SPLIT)."""
     mode = SPLIT
     if mode == "auto":
-        mode = "units" if w_bytes >= UNITS_MIN_BYTES else "batch"
+        mode = "units" if w_bytes >= UNITS_MIN_BYTES[direction] else "batch"
     if mode == "units" and NUM_THREADS > 1:
         us = unit_chunks(H)
         if len(us) > 1:

@@ -188,10 +188,10 @@ def _backward_cho(hs, gates, W_hh, dhs, dh, drh, dxg, dh0, b0, b1):
             dh0[b, j] = dh[b, j]
 
 
-def _plan(B, H, W_hh, variant):
+def _plan(B, H, W_hh, variant, direction="forward"):
     if variant == "cho":        # two dependent products per step: batch chunks only
         return [(b0, b1, 0, H) for b0, b1 in _threads.chunks(B)]
-    return _threads.plan(B, H, W_hh.nbytes)
+    return _threads.plan(B, H, W_hh.nbytes, direction)
 
 
 def forward(ws, xg, W_hh, b_hh, variant, h0):
@@ -216,7 +216,7 @@ def backward(ws, xg, W_hh, b_hh, variant, dhs, dhT, dxg, dW_hh, db_hh, dh0):
         if "dhg" not in ws:
             ws["dhg"] = np.zeros((T, B, G * H), dxg.dtype)
         args = (ws["hs"], ws["gates"], ws["hn"], W_hh, dhs, dh, ws["dhg"], dxg, dh0)
-        parts = _plan(B, H, W_hh, variant)
+        parts = _plan(B, H, W_hh, variant, "backward")
         bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)
         _threads.run_sync(_backward_torch, [args + c + (bar, nth) for c in parts])
         wgrad(ws["dhg"].reshape(T * B, G * H), hs2, dW_hh, db_hh, ab)
@@ -239,7 +239,7 @@ def _wgrad_cho_rows(d2, hs2, hn2, dW, db, r0, r1, ab):
                   dW.ctypes.data + lo * H * isz, H)
     for n in range(N):
         a = d2[n]
-        for o in range(r0, r1):
+        for o in range(np.uint64(r0), np.uint64(r1)):
             db[o] += a[o]
 
 

@@ -198,7 +198,7 @@ def backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, d
         dc[...] = dcT
     T, B, H = dhs.shape
     peep = p is not None
-    parts = _threads.plan(B, H, W_hh.nbytes)
+    parts = _threads.plan(B, H, W_hh.nbytes, "backward")
     dps = np.zeros((len(parts), 3, H), dxg.dtype) if peep else np.zeros((len(parts), 1, 1), dxg.dtype)
     args = (ws["hs"], ws["cs"], ws["gates"], ws["tcs"], W_hh, p if peep else _dummy(dxg.dtype), peep, dhs,
             dh, dc, dxg)
