@@ -4,6 +4,10 @@ loop, same configuration, alternating, one invocation.
 
     python benchmarks/sample_speed.py                  # LSTM, L=2, H=256 and 512, V=65
     python benchmarks/sample_speed.py --hidden 256 --num 1 4 16
+
+Batch-1 generation reads every weight once per character (the first layer's W_ih only one column):
+the "MB/char" column counts those bytes and "GB/s" the rate seqlearn reads them at, next to a
+memory copy rate (numpy, 256 MiB, read + write bytes) measured in the same invocation.
 """
 import argparse
 import sys
@@ -48,6 +52,25 @@ def torch_loop(torch, rnn, dec, n_chars, gen):
             x = torch.multinomial(p, 1, generator=gen)
 
 
+def weight_bytes(m):
+    """Bytes of weights read per generated character (batch 1): all but layer 0's W_ih, of which
+    one column."""
+    n = m.flat.nbytes
+    W0 = m.params["rnn.weight_ih_l0"]
+    return n - W0.nbytes + W0.shape[0] * W0.itemsize
+
+
+def copy_bandwidth(mib=256, reps=5):
+    a = np.ones(mib << 18, np.float32)
+    b = np.empty_like(a)
+    best = float("inf")
+    for _ in range(reps):
+        t0 = time.perf_counter()
+        np.copyto(b, a)
+        best = min(best, time.perf_counter() - t0)
+    return 2 * a.nbytes / best / 1e9
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--hidden", type=int, nargs="+", default=[256, 512])
@@ -65,9 +88,13 @@ def main(argv=None):
     except ImportError:
         torch = None
         print("PyTorch not installed (pip install torch==2.13.0): skipping its loop")
-    print(f"# {machine()}; {today()}; LSTM L={args.layers}, V={V}, float32; medians of {args.repeats} alternating blocks")
-    print(f"{'H':>5} | {'seqlearn us/char (N=1)':>22} | {'pytorch us/char':>15} {'ratio':>6} | {'numpy us/char':>13} {'ratio':>6} | "
-          "seqlearn chars/s at N = " + ", ".join(map(str, args.num)))
+    import os
+    load = os.getloadavg()[0]
+    print(f"# {machine()}; {today()}; load average {load:.2f}; LSTM L={args.layers}, V={V}, float32; medians of "
+          f"{args.repeats} alternating blocks; seqlearn threads: {sk._threads.NUM_THREADS}")
+    print(f"# memory copy (numpy, 256 MiB): {copy_bandwidth():.1f} GB/s (read + write)")
+    print(f"{'H':>5} | {'seqlearn us/char (N=1)':>22} {'MB/char':>7} {'GB/s':>5} | {'pytorch us/char':>15} {'ratio':>6} | "
+          f"{'numpy us/char':>13} {'ratio':>6} | seqlearn chars/s at N = " + ", ".join(map(str, args.num)))
     for H in args.hidden:
         m = seqlearn.CharLM([chr(33 + i) for i in range(V)], cell="lstm", hidden_size=H, num_layers=args.layers,
                             device="cpu", seed=0)
@@ -106,7 +133,9 @@ def main(argv=None):
             thr.append(N * n / median(ts))
         o = median(t["ours"])
         tt = f"{median(t['torch']):>15.0f} {median(t['torch']) / o:>6.1f}" if t["torch"] else f"{'-':>15} {'-':>6}"
-        print(f"{H:>5} | {o:>22.1f} | {tt} | {median(t['numpy']):>13.0f} {median(t['numpy']) / o:>6.1f} | "
+        mb = weight_bytes(m) / 1e6
+        print(f"{H:>5} | {o:>22.1f} {mb:>7.2f} {mb / o * 1e3:>5.1f} | {tt} | {median(t['numpy']):>13.0f} "
+              f"{median(t['numpy']) / o:>6.1f} | "
               + ", ".join(f"{v:,.0f}" for v in thr), flush=True)
 
 
