@@ -68,7 +68,7 @@ def main(argv=None):
             impls.append("pytorch")
         except ImportError:
             print("PyTorch not installed (pip install torch==2.13.0): seqlearn only")
-    print(f"# {machine()}; {today()}; peak RSS (ru_maxrss) after {args.steps} training steps, fresh process each")
+    print(f"# {machine()}; {today()}; load average {os.getloadavg()[0]:.2f}; peak RSS (ru_maxrss) after {args.steps} training steps, fresh process each")
     print(f"{'config':22} | {'impl':8} | {'after imports MiB':>17} | {'peak MiB':>8} | {'peak - imports MiB':>18}")
     for cfg in cfgs:
         res = {}

@@ -183,6 +183,9 @@ def main(argv=None):
     import numba
     peak_np, peak_nb = sgemm_peak()
     print(f"# {machine()}; numba {numba.__version__}" + (f"; torch {tv} ({args.threads} threads)" if args.torch else ""))
+    import os
+    print(f"# load average at start: {os.getloadavg()[0]:.2f}; seqlearn threads: "
+          f"{__import__('seqlearn.cpu._threads', fromlist=['x']).NUM_THREADS}")
     print(f"# {today()}; sgemm 2048^3 float32 peak: numpy {peak_np:.0f} GFLOP/s, seqlearn's BLAS (njit np.dot) "
           f"{peak_nb:.0f} GFLOP/s; fractions below are of the larger")
     peak = max(peak_np, peak_nb)
@@ -202,6 +205,7 @@ def main(argv=None):
             t = res["pytorch"]
             line += f" | {t[0]:>9,.0f} [{t[2]:>7,.0f}-{t[3]:>7,.0f}] {t[1]:>8.1f} | {s[0] / t[0]:>5.2f}"
         print(line, flush=True)
+    print(f"# load average at end: {__import__('os').getloadavg()[0]:.2f}")
     if optim_note:
         print("# optimizer step: " + "; ".join(optim_note))
 
