@@ -95,7 +95,16 @@ def consts(dtype_like):
     return c
 
 
-@jit
+# Explicit signatures: callers pass literal transposes and flags (N_, T_, False), which would
+# otherwise compile one rgemm per combination (7 at first, ~0.16 s each).
+_ri = types.intp
+_GEMM_SIGS = [types.void(types.Array(dt, 1, "C"), _ri, _ri, _ri, _ri, _ri, _ri, _ri, _ri, _ri, types.boolean, _ri, _ri)
+              for dt in (types.float32, types.float64)]
+_GEMV_SIGS = [types.void(types.Array(dt, 1, "C"), _ri, _ri, _ri, _ri, _ri, types.boolean, _ri)
+              for dt in (types.float32, types.float64)]
+
+
+@jit(_GEMM_SIGS)
 def rgemm(ab, ta, tb, m, n, k, pa, lda, pb, ldb, accumulate, pc, ldc):
     """Row-major C (m, n) = op(A) (m, k) @ op(B) (k, n) [+ C when accumulate].
     pa, pb, pc: addresses of the first elements; lda, ldb, ldc: row strides in elements;
@@ -109,7 +118,7 @@ def rgemm(ab, ta, tb, m, n, k, pa, lda, pb, ldb, accumulate, pc, ldc):
         _dgemm(ROW_MAJOR, ta, tb, m, n, k, 1.0, pa, lda, pb, ldb, 1.0 if accumulate else 0.0, pc, ldc)
 
 
-@jit
+@jit(_GEMV_SIGS)
 def rgemv(ab, m, n, pw, ldw, px, accumulate, py):
     """y (m,) = W (m, n) @ x (n,) [+ y]; W row-major with row stride ldw; contiguous x, y."""
     if ab.itemsize == 4:

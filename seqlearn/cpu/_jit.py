@@ -31,13 +31,18 @@ def _temp_cache_dir():
 
 
 def jit(fn=None, **kw):
-    """``numba.njit(cache=True, **OPTIONS)``, falling back as described above."""
+    """``numba.njit(cache=True, **OPTIONS)``, falling back as described above. ``jit(sigs)`` with
+    a list of signatures compiles (or loads) exactly those, eagerly."""
     if fn is None:
         return lambda f: jit(f, **kw)
+    if isinstance(fn, list):
+        return lambda f: jit(f, _sigs=fn, **kw)
+    sigs = kw.pop("_sigs", None)
     opts = dict(OPTIONS, **kw)
+    njit = (lambda **o: numba.njit(sigs, **o)) if sigs else numba.njit
     if not _fallback["disabled"]:
         try:
-            return numba.njit(cache=True, **opts)(fn)
+            return njit(cache=True, **opts)(fn)
         except RuntimeError as e:       # "cannot cache function ...: no locator available"
             if "cannot cache" not in str(e):
                 raise
@@ -49,7 +54,7 @@ def jit(fn=None, **kw):
                 _fallback["disabled"] = True
         if not _fallback["disabled"]:
             try:
-                return numba.njit(cache=True, **opts)(fn)
+                return njit(cache=True, **opts)(fn)
             except RuntimeError:
                 _fallback["disabled"] = True
-    return numba.njit(cache=False, **opts)(fn)
+    return njit(cache=False, **opts)(fn)

@@ -44,7 +44,7 @@ def atomic_load(typingctx, arr, idx):
     return types.int64(arr, idx), codegen
 
 
-@jit
+@jit([types.int64(types.Array(types.int64, 1, "C"), types.intp, types.intp)])
 def barrier(bar, nthreads, gen):
     """Wait until all nthreads threads have called barrier for the (gen + 1)-th time; returns gen + 1."""
     if nthreads <= 1:
