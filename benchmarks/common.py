@@ -30,8 +30,9 @@ def median(xs):
 
 
 def sgemm_peak(n=2048, reps=3):
-    """GFLOP/s of a float32 n^3 product: (numpy @, njit np.dot = SciPy's BLAS, which seqlearn uses).
-    Best of reps (peak means the best the machine gives)."""
+    """GFLOP/s of a float32 n^3 product: (numpy @ with numpy's threads, seqlearn's BLAS call =
+    SciPy's OpenBLAS with the one thread seqlearn gives it). Best of reps (peak: the best the
+    machine gives)."""
     from seqlearn.cpu._blas import gemm_nt_probe
     a = np.random.default_rng(0).standard_normal((n, n)).astype(np.float32)
     b = np.random.default_rng(1).standard_normal((n, n)).astype(np.float32)

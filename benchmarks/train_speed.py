@@ -186,7 +186,7 @@ def main(argv=None):
     import os
     print(f"# load average at start: {os.getloadavg()[0]:.2f}; seqlearn threads: "
           f"{__import__('seqlearn.cpu._threads', fromlist=['x']).NUM_THREADS}")
-    print(f"# {today()}; sgemm 2048^3 float32 peak: numpy {peak_np:.0f} GFLOP/s, seqlearn's BLAS (njit np.dot) "
+    print(f"# {today()}; sgemm 2048^3 float32 peak: numpy {peak_np:.0f} GFLOP/s, seqlearn's BLAS (1 thread) "
           f"{peak_nb:.0f} GFLOP/s; fractions below are of the larger")
     peak = max(peak_np, peak_nb)
     print(f"# medians of {args.repeats} alternating blocks of ~{args.seconds / args.repeats:.1f} s each; min-max in brackets")
