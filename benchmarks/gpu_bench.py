@@ -12,6 +12,8 @@ The table compares, per (cell, H, B), T = 100, one layer, float32:
   model:  seqlearn CharLM.forward_backward (layer + linear head + mean cross-entropy, loss back
           on the host) vs torch nn.LSTM/GRU + nn.Linear + cross_entropy, forward + backward
 ratio = torch ms / seqlearn ms (> 1: seqlearn faster), for cuDNN with TF32 off and on.
+After the table (written first, so that a timeout keeps it): the weight-gradient product's config
+switches, each timed both ways in this run (`wgrad ...` and `ablation ...` lines).
 """
 import argparse
 import json
@@ -453,36 +455,103 @@ def bench_table():
     if ARGS.table:      # written now and again after the ablations (a timeout keeps this one)
         with open(ARGS.table, "w") as fh:
             fh.write("\n".join(rows) + "\n")
-    # ablations on two shapes: what the pipelined copy and the 128 x 128 product are worth
+    # the weight-gradient product's switches (config.MM_WG*, MM_SPLITK*, MM_FUSE_COLSUM), each
+    # timed both ways in this run: first the products alone, then layers and a model
+    wg = products_ablation()
+    out["_products_ablation"] = wg
+    for k, v in wg.items():
+        rows.append(f"wgrad {k}: " + (" | ".join(f"{n} {x['ms']} ms {x['tflops']} TF/s err {x['rel_err']:.0e}"
+                                                  if isinstance(x, dict) else f"{n} {x}" for n, x in v.items())
+                                      if isinstance(v, dict) else str(v)))
+    WG_ON = {"MM_WG": True, "MM_SPLITK": 0}
     abl = {}
-    for cell, H, B, name, knob, val in (("lstm", 512, 32, "pipeline off", "PERSIST_PIPELINE", False),
-                                        ("lstm", 1024, 64, "pipeline off", "PERSIST_PIPELINE", False),
-                                        ("lstm", 1024, 64, "64x64 product only", "MM_BIG_MIN_BLOCKS", 10 ** 9)):
-        if True:
-            old = getattr(config, knob)
-            try:
-                setattr(config, knob, val)
-                persist.STATUS["last_forward"] = None
-                layer, _, fwd_only = seqlearn_runners(cell, H, B)
-                abl[f"{cell} H={H} B={B} {name}"] = {"layer": round(_median_ms(layer, 5, warm=1), 3),
-                                                     "fwd": round(_median_ms(fwd_only, 5, warm=1), 3),
-                                                     "plan": persist.STATUS["last_forward"]}
-            except Exception as e:  # noqa: BLE001
-                abl[f"{cell} H={H} B={B} {name}"] = f"{type(e).__name__}: {e}"
-            finally:
-                setattr(config, knob, old)
+    for cell, H, B, name, knobs, what in (
+            ("lstm", 1024, 64, "default", {}, "layer"),
+            ("lstm", 1024, 64, "wg S=1", {"MM_WG": True}, "layer"),
+            ("lstm", 1024, 64, "wg split", WG_ON, "layer"),
+            ("lstm", 1024, 64, "wg split + fused colsum", dict(WG_ON, MM_FUSE_COLSUM=True), "layer"),
+            ("lstm", 512, 32, "default", {}, "layer"),
+            ("lstm", 512, 32, "wg split + fused colsum", dict(WG_ON, MM_FUSE_COLSUM=True), "layer"),
+            ("gru", 1024, 64, "wg split + fused colsum", dict(WG_ON, MM_FUSE_COLSUM=True), "layer"),
+            ("lstm", 1024, 64, "default", {}, "model"),
+            ("lstm", 1024, 64, "wg split + fused colsum", dict(WG_ON, MM_FUSE_COLSUM=True), "model"),
+            ("lstm", 512, 32, "wg split + fused colsum", dict(WG_ON, MM_FUSE_COLSUM=True), "model")):
+        old = {k: getattr(config, k) for k in knobs}
+        key = f"{cell} H={H} B={B} {what} {name}"
+        try:
+            for k, v in knobs.items():
+                setattr(config, k, v)
+            layer, model, _ = seqlearn_runners(cell, H, B)
+            abl[key] = {"ms": round(_median_ms(layer if what == "layer" else model, 5, warm=2), 3)}
+        except Exception as e:  # noqa: BLE001
+            abl[key] = f"{type(e).__name__}: {e}"
+        finally:
+            for k, v in old.items():
+                setattr(config, k, v)
     print("ablations:", json.dumps(abl, default=str), flush=True)
     for k, v in abl.items():
-        rows.append(f"ablation {k}: " + (f"layer {v['layer']} ms, fwd {v['fwd']} ms, plan "
-                                          f"rb={(v['plan'] or {}).get('fwd_rb')}/{(v['plan'] or {}).get('bwd_rb')} "
-                                          f"kc={(v['plan'] or {}).get('fwd_kc')}/{(v['plan'] or {}).get('bwd_rc')}"
-                                          if isinstance(v, dict) else v))
+        rows.append(f"ablation {k}: " + (f"{v['ms']} ms" if isinstance(v, dict) else v))
     print("\n" + "\n".join(rows), flush=True)
     if ARGS.table:
         with open(ARGS.table, "w") as fh:
             fh.write("\n".join(rows) + "\n")
     out["_ablations"] = abl
     out["_table"] = rows
+    return out
+
+
+WG_SHAPES = ((2048, 512, 3200, False), (4096, 1024, 6400, False), (65, 1024, 6400, False), (4096, 1024, 6400, True))
+
+
+def products_ablation():
+    """The weight-gradient products C += A.T @ B (A (K, M), B (K, N)) with each switch both ways:
+    the register-tiled matmul_rt (default), build_matmul_wg with one K slice, split-K (partials
+    + fixed-order pass; atomics), launch bounds for 3 blocks per SM; and the bias-gradient column
+    sums separate vs fused. Shapes: lstm H = 512, B = 32 and H = 1024, B = 64 (T = 100), and the
+    head's dW at V = 65, H = 1024, B = 64. rel_err against float64 on the host."""
+    from seqlearn.cuda import config, ops
+    variants = (("rt", {}), ("wg S=1", {"MM_WG": True}), ("wg split", {"MM_WG": True, "MM_SPLITK": 0}),
+                ("wg split atomic", {"MM_WG": True, "MM_SPLITK": 0, "MM_SPLITK_ATOMIC": True}),
+                ("wg split lb3", {"MM_WG": True, "MM_SPLITK": 0, "MM_WG_MINBLOCKS": 3}))
+    out = {}
+    for M, N, Kd, fuse in WG_SHAPES:
+        key = f"{M}x{N}x{Kd}" + (" +colsum" if fuse else "")
+        res = {}
+        try:
+            rng = np.random.default_rng(0)
+            An = rng.standard_normal((Kd, M)).astype(np.float32)
+            Bn = rng.standard_normal((Kd, N)).astype(np.float32)
+            A, Bm = ops.to_device(An), ops.to_device(Bn)
+            want = An.T.astype(np.float64) @ Bn.astype(np.float64)
+            wb = An.astype(np.float64).sum(0)
+            C, db = ops.zeros((M, N), np.float32), ops.zeros(M, np.float32)
+            vs = variants if not fuse else (("rt", {}), ("wg split", {"MM_WG": True, "MM_SPLITK": 0}),
+                                            ("wg split fused", {"MM_WG": True, "MM_SPLITK": 0, "MM_FUSE_COLSUM": True}))
+            for name, knobs in vs:
+                old = {k: getattr(config, k) for k in knobs}
+                try:
+                    for k, v in knobs.items():
+                        setattr(config, k, v)
+                    d = db if fuse else None
+                    ms = _median_ms(lambda: ops.matmul_wgrad(A, Bm, C, d), 7, warm=2)
+                    ops.fill_zero(C)
+                    ops.fill_zero(db)
+                    ops.matmul_wgrad(A, Bm, C, d)
+                    err = float(np.abs(ops.to_host(C) - want).max() / np.abs(want).max())
+                    if fuse:
+                        err = max(err, float(np.abs(ops.to_host(db) - wb).max() / np.abs(wb).max()))
+                    plan = ops.wg_plan(M, N, Kd) if config.MM_WG else None
+                    res[name] = {"ms": round(ms, 3), "tflops": round(2 * M * N * Kd / ms / 1e9, 1), "rel_err": err,
+                                 "plan": plan}
+                except Exception as e:  # noqa: BLE001
+                    res[name] = f"{type(e).__name__}: {e}"
+                finally:
+                    for k, v in old.items():
+                        setattr(config, k, v)
+        except Exception as e:  # noqa: BLE001
+            res = f"{type(e).__name__}: {e}"
+        out[key] = res
+        print("wgrad", key, json.dumps(res, default=str), flush=True)
     return out
 
 

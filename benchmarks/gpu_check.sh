@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # One run on a lent GPU (H100/H200) that fits in 200 seconds of wall time: environment (~10 s),
 # the benchmark (fit, kernel resources, measured fp32 peak, launch overhead, correctness at
-# benchmark sizes, the timing table vs cuDNN with TF32 off and on; <= 115 s), the cuda tests on the
+# benchmark sizes, the timing table vs cuDNN with TF32 off and on, then each config switch of the
+# weight-gradient product timed both ways on products, layers and a model; <= 115 s), the cuda tests on the
 # real device with whatever time is left (<= 85 s; the PTX tier is skipped: it needs no GPU), and
 # the compact markdown table printed LAST. Every section runs even when an earlier one fails.
 # Logs go to $OUT (if set) or /tmp/seqlearn_gpu_check.

@@ -87,6 +87,43 @@ def test_matmul_all_transposes(dtype, kind):
             assert rel(H_(c), C0 + want + bias) < TOL[dtype]
 
 
+@pytest.mark.skipif(not SIM, reason="on a device benchmarks/gpu_bench.py checks every variant at full size "
+                    "against numpy (compiling the 128 x 128 kernel here would take the tests' time budget)")
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_weight_gradient_product(dtype):
+    """kernels.build_matmul_wg (config.MM_WG): C [+]= A.T @ B with the bias gradient A.sum(0)
+    fused, one K slice and split-K (partials + fixed-order pass, and atomics), register tiles of
+    2 x 2 and 4 x 4 per thread, edge tiles on both sides and K slices that end inside a k tile."""
+    config.MM_WG = True
+    config.MM_WG_TILES = ((16, 4, 4), (8, 2, 4))
+    config.MM_SMS, config.MM_SPLITK_MIN_K = 4, 4
+    rng = np.random.default_rng(7)
+    for M, N, Kd in ((13, 10, 23), (20, 17, 9)):
+        A = rng.standard_normal((Kd, M)).astype(dtype)
+        B = rng.standard_normal((Kd, N)).astype(dtype)
+        C0 = rng.standard_normal((M, N)).astype(dtype)
+        b0 = rng.standard_normal(M).astype(dtype)
+        for S, atomic in ((1, False), (3, False), (3, True), (0, False)):
+            config.MM_SPLITK, config.MM_SPLITK_ATOMIC = S, atomic
+            assert ops.wg_plan(M, N, Kd)[3] == {1: 1, 3: 3, 0: 2}[S]
+            c, db = D(C0), D(b0)
+            ops.matmul_wg(D(A), D(B), c, db)
+            assert rel(H_(c), C0 + A.T @ B) < TOL[dtype]
+            assert rel(H_(db), b0 + A.sum(0)) < TOL[dtype]
+            c = D(C0)
+            ops.matmul_wg(D(A), D(B), c, accumulate=False)
+            assert rel(H_(c), A.T @ B) < TOL[dtype]
+    # the callers' entry points route through it: matmul(ta=True) and matmul_wgrad with the fuse
+    config.MM_SPLITK, config.MM_FUSE_COLSUM = 0, True
+    A, B = rng.standard_normal((11, 9)).astype(dtype), rng.standard_normal((11, 12)).astype(dtype)
+    c, db = D(np.ones((9, 12), dtype)), D(np.ones(9, dtype))
+    ops.matmul_wgrad(D(A), D(B), c, db)
+    assert rel(H_(c), 1 + A.T @ B) < TOL[dtype] and rel(H_(db), 1 + A.sum(0)) < TOL[dtype]
+    c = D(np.ones((9, 12), dtype))
+    ops.matmul(D(A), D(B), c, ta=True)
+    assert rel(H_(c), A.T @ B) < TOL[dtype]
+
+
 def test_gathers_scatters_and_helpers():
     rng = np.random.default_rng(1)
     T, B, V, GH, E = 3, 2, 5, 40, 4    # GH = 40: two blocks of 32 columns (one partial)
@@ -372,6 +409,20 @@ def test_training_steps_equal_ref(cell, kw, E, L):
         assert rel(a, b) < 1e-10
     for a, b in zip(dsc if cell == "lstm" else [dsc], dsr if cell == "lstm" else [dsr]):
         assert rel(a, b) < 1e-10
+
+
+@pytest.mark.skipif(not SIM, reason="device time: the benchmark times and checks these switches")
+def test_training_steps_equal_ref_weight_gradient_switches(monkeypatch):
+    """The same five steps (lstm, one layer) with the recurrent and head weight and bias
+    gradients on build_matmul_wg: split-K with the fixed-order second pass, bias gradients fused."""
+    config.MM_WG, config.MM_SPLITK, config.MM_FUSE_COLSUM = True, 0, True
+    config.MM_SMS, config.MM_SPLITK_MIN_K = 4, 4
+    config.MM_WG_TILES = ((16, 4, 4), (8, 2, 4))
+    calls = []
+    real = ops.matmul_wg
+    monkeypatch.setattr(ops, "matmul_wg", lambda *a, **k: calls.append(k) or real(*a, **k))
+    test_training_steps_equal_ref("lstm", {}, 0, 1)
+    assert len(calls) == 2 * 5    # dW_hh and the head's dW, five steps
 
 
 def test_training_steps_equal_cpu_float32():

@@ -27,3 +27,22 @@ PERSIST_J = (1, 2, 4, 8)    # hidden units per block the fit may choose from
 PERSIST_MAX_THREADS = 1024  # threads per block of the persistent kernels
 PERSIST_MAX_CHUNK = None    # widest staged chunk of h (forward) / da (backward); None: as wide as fits
 PERSIST_PIPELINE = True     # chunks of <= 256 columns whose next chunk is loaded during the FMAs
+
+# Weight-gradient products C (+)= A.T @ B (A (T*B, 4H), B (T*B, H); also the head's dW) on
+# kernels.build_matmul_wg (double-buffered shared tiles, register prefetch of the next k tile, one
+# barrier per tile, K-major copies). Off: the register-tiled matmul_rt above (measured 9.3-9.7
+# TFLOP/s on an H100). Each switch is timed both ways by benchmarks/gpu_bench.py.
+MM_WG = False
+MM_WG_TILES = ((128, 8, 8), (64, 4, 16))  # (tile, per-thread tile, k per tile): the first when both
+                                          # output sides are >= its tile, else the second
+MM_WG_MINBLOCKS = 0   # > 0: launch bounds (threads, MINBLOCKS): ptxas caps the registers so that
+                      # this many blocks fit an SM (2 at 256 threads: <= 128 registers)
+MM_SPLITK = 1         # split the K = T*B reduction over this many blocks along z; 0: enough for
+                      # MM_SPLITK_WAVES blocks per SM (at least MM_SPLITK_MIN_K rows each)
+MM_SPLITK_WAVES = 2
+MM_SPLITK_MIN_K = 256
+MM_SPLITK_MAX = 16
+MM_SPLITK_ATOMIC = False  # combine the K slices with atomic adds into C (order not fixed) instead
+                          # of partial tiles and a second, fixed-order pass
+MM_FUSE_COLSUM = False    # bias gradients (column sums of A) inside the product: one launch less
+MM_SMS = None             # SMs for the split choice; None: ask the device

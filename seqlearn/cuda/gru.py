@@ -74,6 +74,6 @@ def backward(ws, xg, W_hh, b_hh, variant, dhs, dhT, dxg, dW_hh, db_hh, dh0):
     if cho:
         ops.matmul(flat[:, :2 * H], h_prev, dW_hh[:2 * H], ta=True, accumulate=True)
         ops.matmul(flat[:, 2 * H:], hn.reshape(T * B, H), dW_hh[2 * H:], ta=True, accumulate=True)
+        ops.colsum(flat, db_hh)
     else:
-        ops.matmul(flat, h_prev, dW_hh, ta=True, accumulate=True)
-    ops.colsum(flat, db_hh)
+        ops.matmul_wgrad(flat, h_prev, dW_hh, db_hh)

@@ -41,8 +41,7 @@ def loss_backward(h, W, b, y, dh, dW, db):
     """Return the mean loss; write dh, accumulate dW, db (gradients of the mean)."""
     N = h.shape[0]
     dz, out = _loss(h, W, b, y, True)
-    ops.matmul(dz, h, dW, ta=True, accumulate=True)
-    ops.colsum(dz, db)
+    ops.matmul_wgrad(dz, h, dW, db)
     ops.matmul(dz, W, dh)
     return float(out.copy_to_host()[0]) / N
 

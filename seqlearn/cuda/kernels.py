@@ -326,6 +326,193 @@ def _build_epilogue(tt, nth):
 
 
 # ------------------------------------------------------------------------------------------------
+# weight-gradient product  C (M, N) [+]= A.T @ B  for A (K, M), B (K, N), all C-contiguous, K = T*B
+# ------------------------------------------------------------------------------------------------
+def build_matmul_wg(bt, bk, tt, dt, minblocks=0):
+    """C = [C +] A.T @ B over a slice of the K rows per blockIdx.z (split-K), with the column sums
+    of A (bias gradients) optionally fused in. Grid (ceil(N / bt), ceil(M / bt), S).
+
+    Against build_matmul_rt: the next k tile is loaded into registers while the current one is
+    multiplied and stored into the other of two shared buffers afterwards (one barrier per k tile
+    instead of two, the global latency hidden behind bk x tt^2 FMAs); the tile copy is specialised
+    to K-major operands (thread tid copies column tid % bt of rows tid // bt + l NT / bt, so each
+    load instruction of a warp reads 32 consecutive floats and all index arithmetic is unsigned);
+    row stride bt (no padding: stores are conflict-free, the strided register-tile reads too).
+
+    mode 0: C (+)= acc; mode 1: P[z, m, n] = acc (split-K partials; k_splitk_reduce adds them in
+    a fixed order); mode 2: atomic adds into C. colsum: the thread that copies column m of A also
+    sums it over its rows; the blocks with blockIdx.x == 0 add the sums to db (mode 0), write
+    Pb[z, m] (mode 1) or add them atomically (mode 2).
+
+    A thread's tt x tt outputs are rows ty + nth i and columns tx + nth j (scalar shared loads,
+    conflict-free). Tried: chunks of 4 consecutive rows in 16-byte aligned tiles for 128-bit
+    shared loads; the PTX (NVVM's load-store vectorizer) paired only 2 of the 4 chunks at 8 x 8
+    and none at 4 x 4, so it was dropped."""
+    nbt = nbtype(dt)
+    nth = bt // tt
+    NT = nth * nth
+    NL = (bt * bk) // NT          # tile elements each thread copies per operand
+    RS = NT // bt                 # rows of a tile copied per round
+    TT2 = tt * tt
+    SZ = bk * bt
+    SZ2 = 2 * SZ                  # two buffers (shared array sizes must be plain constants)
+    epilogue = _build_wg_epilogue(tt, nth)
+    assert NL * NT == bt * bk and RS * bt == NT, (bt, bk, tt)
+
+    def matmul_wg(A, Bm, C, P, db, Pb, k_per, mode, accumulate, colsum):
+        sA = cuda.shared.array(SZ2, nbt)
+        sB = cuda.shared.array(SZ2, nbt)
+        red = cuda.shared.array(NT, nbt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * nth + tx
+        txu = uint64(tx)
+        tyu = uint64(ty)
+        m0 = cuda.blockIdx.y * bt
+        n0 = cuda.blockIdx.x * bt
+        z = cuda.blockIdx.z
+        M = C.shape[0]
+        N = C.shape[1]
+        K = A.shape[0]
+        kbeg = z * k_per
+        kend = min(K, kbeg + k_per)
+        cc = tid % bt                 # the column this thread copies (of A and of B)
+        cr = tid // bt                # its first row in a tile
+        mA = uint64(m0 + cc)
+        nB = uint64(n0 + cc)
+        okA = m0 + cc < M
+        okB = n0 + cc < N
+        acc = cuda.local.array(TT2, nbt)
+        av = cuda.local.array(tt, nbt)
+        bv = cuda.local.array(tt, nbt)
+        ra = cuda.local.array(NL, nbt)
+        rb = cuda.local.array(NL, nbt)
+        for i in range(TT2):
+            acc[i] = nbt(0.0)
+        cs = nbt(0.0)
+        # tile 0 -> registers -> buffer 0
+        for ll in range(NL):
+            k = kbeg + cr + ll * RS
+            v = nbt(0.0)
+            w = nbt(0.0)
+            if k < kend:
+                if okA:
+                    v = A[uint64(k), mA]
+                if okB:
+                    w = Bm[uint64(k), nB]
+            cs += v
+            sA[uint64((cr + ll * RS) * bt + cc)] = v
+            sB[uint64((cr + ll * RS) * bt + cc)] = w
+        cuda.syncthreads()
+        nk = (kend - kbeg + bk - 1) // bk
+        for kt in range(nk):
+            cur = uint64((kt % 2) * SZ)
+            nxt = uint64(((kt + 1) % 2) * SZ)
+            more = kt + 1 < nk
+            if more:
+                k1 = kbeg + (kt + 1) * bk + cr
+                for ll in range(NL):
+                    k = k1 + ll * RS
+                    v = nbt(0.0)
+                    w = nbt(0.0)
+                    if k < kend:
+                        if okA:
+                            v = A[uint64(k), mA]
+                        if okB:
+                            w = Bm[uint64(k), nB]
+                    ra[ll] = v
+                    rb[ll] = w
+            for kk in range(bk):
+                ka = cur + uint64(kk * bt) + tyu
+                kb = cur + uint64(kk * bt) + txu
+                for i in range(tt):
+                    av[i] = sA[ka + uint64(nth * i)]
+                for j in range(tt):
+                    bv[j] = sB[kb + uint64(nth * j)]
+                for i in range(tt):
+                    for j in range(tt):
+                        acc[i * tt + j] += av[i] * bv[j]
+            if more:
+                for ll in range(NL):
+                    cs += ra[ll]
+                    sA[nxt + uint64((cr + ll * RS) * bt + cc)] = ra[ll]
+                    sB[nxt + uint64((cr + ll * RS) * bt + cc)] = rb[ll]
+            cuda.syncthreads()
+        epilogue(C, P, acc, m0 + ty, n0 + tx, z, M, N, mode, accumulate)
+        if colsum and cuda.blockIdx.x == 0:
+            red[tid] = cs
+            cuda.syncthreads()
+            if tid < bt and okA:
+                t = nbt(0.0)
+                for r in range(RS):
+                    t += red[r * bt + tid]
+                m = m0 + tid
+                if mode == 0:
+                    db[m] += t
+                elif mode == 1:
+                    Pb[z, m] = t
+                else:
+                    cuda.atomic.add(db, m, t)
+
+    if SIMULATOR or not minblocks:
+        return cuda.jit(matmul_wg)
+    kern = cuda.jit(launch_bounds=(NT, minblocks))(matmul_wg)
+    kern.seqlearn_launch_bounds = (NT, minblocks)
+    return kern
+
+
+def _build_wg_epilogue(tt, nth):
+    """The weight-gradient product's epilogue (generated source, see _build_epilogue)."""
+    lines = ["def epilogue(C, P, acc, m0, n0, z, M, N, mode, accumulate):"]
+    for i in range(tt):
+        lines.append(f"    m = m0 + {nth * i}")
+        lines.append("    if m < M:")
+        for j in range(tt):
+            lines.append(f"        n = n0 + {nth * j}")
+            lines.append("        if n < N:")
+            lines.append(f"            v = acc[{i * tt + j}]")
+            lines.append("            if mode == 1:")
+            lines.append("                P[z, m, n] = v")
+            lines.append("            elif mode == 2:")
+            lines.append("                cuda.atomic.add(C, (m, n), v)")
+            lines.append("            elif accumulate:")
+            lines.append("                C[m, n] += v")
+            lines.append("            else:")
+            lines.append("                C[m, n] = v")
+    ns = {"cuda": cuda}
+    exec(compile("\n".join(lines) + "\n", f"<matmul_wg epilogue {tt}x{tt}>", "exec"), ns)  # noqa: S102
+    return cuda.jit(device=True, inline=True)(ns["epilogue"])
+
+
+def build_splitk_reduce(dt):
+    nbt = nbtype(dt)
+
+    @cuda.jit
+    def splitk_reduce(P, C, Pb, db, accumulate, colsum):
+        """C[i] (+)= sum_z P[z, i] for flat i < M N (z in order: deterministic); with colsum also
+        db[m] += sum_z Pb[z, m]."""
+        S = P.shape[0]
+        MN = P.shape[1]
+        nb = Pb.shape[1] if colsum else 0
+        for i in range(cuda.grid(1), MN + nb, cuda.gridsize(1)):
+            s = nbt(0.0)
+            if i < MN:
+                for zz in range(S):
+                    s += P[zz, i]
+                if accumulate:
+                    C[i] += s
+                else:
+                    C[i] = s
+            else:
+                m = i - MN
+                for zz in range(S):
+                    s += Pb[zz, m]
+                db[m] += s
+
+    return splitk_reduce
+
+
+# ------------------------------------------------------------------------------------------------
 # elementwise helpers (grid-stride over flat C-contiguous arrays)
 # ------------------------------------------------------------------------------------------------
 @cuda.jit
@@ -877,6 +1064,16 @@ def registry():
         out.append((f"matmul_rt[{dt}]", get(build_matmul_rt, config.MM_TILE, config.MM_BK, config.MM_TT, dt),
                     [f"void({f}[:, :], {f}[:, :], {f}[:, :], {f}[::1], int64, int64, int64, int64)",
                      f"void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[::1], int64, int64, int64, int64)"]))
+        wsig = (f"void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, :, ::1], {f}[::1], {f}[:, ::1], "
+                "int64, int64, int64, int64)")
+        # float64 only at the small tile (the big one is the same source: ~20 s more to compile)
+        for (bt, tt, bk) in (config.MM_WG_TILES if dt == "float32" else config.MM_WG_TILES[-1:]):
+            out.append((f"matmul_wg{bt}[{dt}]", get(build_matmul_wg, bt, bk, tt, dt, 0), [wsig]))
+        out.append((f"splitk_reduce[{dt}]", get(build_splitk_reduce, dt),
+                    [f"void({f}[:, ::1], {f}[::1], {f}[:, ::1], {f}[::1], int64, int64)"]))
+        if dt == "float32":   # with launch bounds (config.MM_WG_MINBLOCKS): the compile path differs
+            bt, tt, bk = config.MM_WG_TILES[0]
+            out.append((f"matmul_wg{bt}_lb3[{dt}]", get(build_matmul_wg, bt, bk, tt, dt, 3), [wsig]))
         out.append((f"reduce_sum[{dt}]", get(build_reduce, config.REDUCE_THREADS, dt),
                     [f"void({f}[::1], {f}[::1], int64)"]))
         out.append((f"xent[{dt}]", get(build_xent, config.XENT_THREADS, dt),

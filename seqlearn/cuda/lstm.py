@@ -69,8 +69,7 @@ def backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, d
             ops.matmul(dxg[t], W_hh, dh_next)
         ops.copy(dh_next, dh0)
     flat = dxg.reshape(T * B, G * H)
-    ops.matmul(flat, hs[:T].reshape(T * B, H), dW_hh, ta=True, accumulate=True)
-    ops.colsum(flat, db_hh)
+    ops.matmul_wgrad(flat, hs[:T].reshape(T * B, H), dW_hh, db_hh)
     if p is not None:
         t = config.THREADS
         K.launch(K.k_peephole_grad, ((3 * H + t - 1) // t, t), (dxg, cs, dp))

@@ -92,6 +92,9 @@ def matmul(A, B, C, bias=None, ta=False, tb=False, accumulate=False):
     M, N = C.shape
     if M == 0 or N == 0:
         return
+    if ta and not tb and bias is None and _wg_ok(A, B, C):
+        matmul_wg(A, B, C, accumulate=accumulate)
+        return
     if M >= config.MM_MIN and N >= config.MM_MIN:
         bt, tt, bk = config.MM_BIG_TILE, config.MM_BIG_TT, config.MM_BIG_BK
         if ((M + bt - 1) // bt) * ((N + bt - 1) // bt) < config.MM_BIG_MIN_BLOCKS:
@@ -106,6 +109,105 @@ def matmul(A, B, C, bias=None, ta=False, tb=False, accumulate=False):
     grid = ((N + tile - 1) // tile, (M + tile - 1) // tile)
     K.launch(kern, (grid, (tile, tile)), (A, B, C, dummy(C.dtype) if bias is None else bias, int(ta), int(tb),
                                           int(accumulate), int(bias is not None)))
+
+
+_SMS = []
+
+
+def _sms():
+    if config.MM_SMS:
+        return config.MM_SMS
+    if not _SMS:
+        try:
+            _SMS.append(int(cuda.get_current_device().MULTIPROCESSOR_COUNT))
+        except Exception:  # noqa: BLE001 - simulator
+            _SMS.append(132)
+    return _SMS[0]
+
+
+def _dummy3(dtype):
+    key = "3" + np.dtype(dtype).str
+    d = _DUMMY.get(key)
+    if d is None:
+        d = _DUMMY[key] = cuda.to_device(np.zeros((1, 1, 1), dtype))
+    return d
+
+
+def wg_plan(M, N, K):
+    """(tile, per-thread tile, k per tile, slices S, rows per slice) of the weight-gradient product."""
+    tiles = config.MM_WG_TILES
+    bt, tt, bk = tiles[-1]
+    for cand in tiles:
+        if M >= cand[0] and N >= cand[0]:
+            bt, tt, bk = cand
+            break
+    nt = ((M + bt - 1) // bt) * ((N + bt - 1) // bt)
+    S = config.MM_SPLITK
+    if S == 0:
+        S = max(1, -(-config.MM_SPLITK_WAVES * _sms() // nt))
+        S = min(S, config.MM_SPLITK_MAX, max(1, K // config.MM_SPLITK_MIN_K))
+    S = max(1, min(S, (K + bk - 1) // bk))
+    k_per = -(-K // S)
+    k_per = -(-k_per // bk) * bk
+    S = max(1, -(-K // k_per))
+    return bt, tt, bk, S, k_per
+
+
+_PART = {}
+
+
+def _part(shape, dtype):
+    key = (shape, np.dtype(dtype).str)
+    buf = _PART.get(key)
+    if buf is None:
+        if len(_PART) >= 16:
+            _PART.clear()
+        buf = _PART[key] = cuda.device_array(shape, np.dtype(dtype))
+    return buf
+
+
+def _wg_ok(A, B, C):
+    return (config.MM_WG and C.shape[0] and C.shape[1] and A.shape[0] and A.is_c_contiguous()
+            and B.is_c_contiguous() and C.is_c_contiguous())
+
+
+def matmul_wg(A, B, C, db=None, accumulate=True):
+    """C (M, N) [+]= A.T @ B for C-contiguous A (K, M), B (K, N), C on kernels.build_matmul_wg
+    (split-K per config.MM_SPLITK); with db, also db += A.sum(0) in the same launch(es)."""
+    M, N = C.shape
+    Kd = A.shape[0]
+    dt = C.dtype
+    bt, tt, bk, S, k_per = wg_plan(M, N, Kd)
+    kern = K.get(K.build_matmul_wg, bt, bk, tt, dt.name, config.MM_WG_MINBLOCKS)
+    grid = ((N + bt - 1) // bt, (M + bt - 1) // bt, S)
+    block = (bt // tt, bt // tt)
+    cs = int(db is not None)
+    dbv = db if db is not None else dummy(dt)
+    if S == 1:
+        K.launch(kern, (grid, block), (A, B, C, _dummy3(dt), dbv, dummy2(dt), k_per, 0, int(accumulate), cs))
+    elif config.MM_SPLITK_ATOMIC:
+        if not accumulate:
+            fill_zero(C)
+        K.launch(kern, (grid, block), (A, B, C, _dummy3(dt), dbv, dummy2(dt), k_per, 2, 1, cs))
+    else:
+        P = _part((S, M, N), dt)
+        Pb = _part((S, M), dt) if cs else dummy2(dt)
+        K.launch(kern, (grid, block), (A, B, C, P, dbv, Pb, k_per, 1, int(accumulate), cs))
+        n = M * N + (M if cs else 0)
+        K.launch(K.get(K.build_splitk_reduce, dt.name), _grid(n),
+                  (P.reshape(S, M * N), C.reshape(M * N), Pb, dbv, int(accumulate), cs))
+
+
+def matmul_wgrad(A, B, C, db=None):
+    """The weight and bias gradients of a layer over all rows: C += A.T @ B; db += A.sum(0)."""
+    if _wg_ok(A, B, C):
+        matmul_wg(A, B, C, db if config.MM_FUSE_COLSUM and db is not None and db.is_c_contiguous() else None)
+        if db is not None and not (config.MM_FUSE_COLSUM and db.is_c_contiguous()):
+            colsum(A, db)
+        return
+    matmul(A, B, C, ta=True, accumulate=True)
+    if db is not None:
+        colsum(A, db)
 
 
 def colsum(A, out, accumulate=True):
@@ -145,8 +247,7 @@ def linear(x, W, b, out):
 
 def linear_backward(dout, x, W, dx, dW, db):
     """Accumulate dW += dout.T @ x, db += dout.sum(0); write dx = dout @ W unless dx is None."""
-    matmul(dout, x, dW, ta=True, accumulate=True)
-    colsum(dout, db)
+    matmul_wgrad(dout, x, dW, db)
     if dx is not None:
         matmul(dout, W, dx)
 

@@ -110,7 +110,9 @@ def main(argv=None):
             t0 = time.perf_counter()
             rec = {"kernel": name, "sig": sig}
             try:
-                ptx, _ = cuda.compile_ptx(getattr(fn, "py_func", fn), sig, cc=cc)
+                lb = getattr(fn, "seqlearn_launch_bounds", None)   # kernels built with launch bounds
+                kw = {"launch_bounds": lb} if lb else {}
+                ptx, _ = cuda.compile_ptx(getattr(fn, "py_func", fn), sig, cc=cc, **kw)
                 rec.update(ok=True, local_bytes=local_bytes(ptx), grid_sync="cudaCGSynchronize" in ptx
                            or "cg" in name and "cudaCG" in ptx, ptx_lines=ptx.count("\n"),
                            f64_ops=len(re.findall(r"\.f64\b", ptx)))

@@ -38,6 +38,5 @@ def backward(ws, xg, W_hh, b_hh, dhs, dhT, dxg, dW_hh, db_hh, dh0):
         K.launch(K.k_rnn_bwd_step, grid, (dhs[t], dh_next, hs[t + 1], dxg[t]))
         ops.matmul(dxg[t], W_hh, dh_next)
     flat = dxg.reshape(T * B, H)
-    ops.matmul(flat, hs[:T].reshape(T * B, H), dW_hh, ta=True, accumulate=True)
-    ops.colsum(flat, db_hh)
+    ops.matmul_wgrad(flat, hs[:T].reshape(T * B, H), dW_hh, db_hh)
     ops.copy(dh_next, dh0)
