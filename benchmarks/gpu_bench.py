@@ -464,18 +464,23 @@ def bench_table():
                                                   if isinstance(x, dict) else f"{n} {x}" for n, x in v.items())
                                       if isinstance(v, dict) else str(v)))
     WG_ON = {"MM_WG": True, "MM_SPLITK": 0}
+    FUSED = dict(WG_ON, MM_FUSE_COLSUM=True)
+    ALL = dict(FUSED, ONEHOT_FUSE_BIAS=True)
     abl = {}
     for cell, H, B, name, knobs, what in (
             ("lstm", 1024, 64, "default", {}, "layer"),
             ("lstm", 1024, 64, "wg S=1", {"MM_WG": True}, "layer"),
             ("lstm", 1024, 64, "wg split", WG_ON, "layer"),
-            ("lstm", 1024, 64, "wg split + fused colsum", dict(WG_ON, MM_FUSE_COLSUM=True), "layer"),
+            ("lstm", 1024, 64, "wg split + fused colsum", FUSED, "layer"),
+            ("lstm", 1024, 64, "all on (+ one-hot bias fused)", ALL, "layer"),
             ("lstm", 512, 32, "default", {}, "layer"),
-            ("lstm", 512, 32, "wg split + fused colsum", dict(WG_ON, MM_FUSE_COLSUM=True), "layer"),
-            ("gru", 1024, 64, "wg split + fused colsum", dict(WG_ON, MM_FUSE_COLSUM=True), "layer"),
+            ("lstm", 512, 32, "wg split + fused colsum", FUSED, "layer"),
+            ("lstm", 512, 32, "all on (+ one-hot bias fused)", ALL, "layer"),
+            ("gru", 1024, 64, "all on (+ one-hot bias fused)", ALL, "layer"),
             ("lstm", 1024, 64, "default", {}, "model"),
-            ("lstm", 1024, 64, "wg split + fused colsum", dict(WG_ON, MM_FUSE_COLSUM=True), "model"),
-            ("lstm", 512, 32, "wg split + fused colsum", dict(WG_ON, MM_FUSE_COLSUM=True), "model")):
+            ("lstm", 1024, 64, "all on (+ one-hot bias fused)", ALL, "model"),
+            ("lstm", 512, 32, "default", {}, "model"),
+            ("lstm", 512, 32, "all on (+ one-hot bias fused)", ALL, "model")):
         old = {k: getattr(config, k) for k in knobs}
         key = f"{cell} H={H} B={B} {what} {name}"
         try:

@@ -5,7 +5,7 @@ compiles each kernel of seqlearn.cuda (kernels, persist and sample registries, e
 signatures, both dtypes) in a subprocess started WITHOUT NUMBA_ENABLE_CUDASIM. It also checks
 that the persistent kernels keep their per-thread arrays in registers (no local memory in the
 PTX) and contain the grid-wide barrier, and that the float32 hot kernels (persistent, register-tiled
-products) contain no float64 instruction and no local memory. Skipped when the NVVM/NVRTC wheels
+and weight-gradient products) contain no float64 instruction and no local memory. Skipped when the NVVM/NVRTC wheels
 (`pip install 'numba-cuda[cu12]'`) are absent.
 """
 import json
@@ -55,9 +55,9 @@ def test_float32_hot_kernels_stay_float32_and_in_registers(ptx_results):
     (numba makes `1.0 - x` float64 for a float32 x) and no local memory (an accumulator array
     indexed at run time would live there)."""
     _, lines, _ = ptx_results
-    hot = [r for r in lines if "float32" in r["kernel"] and (r["kernel"].startswith("persist_")
-                                                              or r["kernel"].startswith("matmul_rt"))]
-    assert len(hot) >= 16 + 3
+    hot = [r for r in lines if "float32" in r["kernel"] and r["kernel"].startswith(("persist_", "matmul_rt",
+                                                                                       "matmul_wg"))]
+    assert len(hot) >= 16 + 3 + 3
     for r in hot:
         assert r["f64_ops"] == 0, f"{r['kernel']}: {r['f64_ops']} float64 instructions"
         assert r["local_bytes"] == 0, f"{r['kernel']}: {r['local_bytes']} bytes of local memory"

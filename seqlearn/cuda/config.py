@@ -46,3 +46,5 @@ MM_SPLITK_ATOMIC = False  # combine the K slices with atomic adds into C (order 
                           # of partial tiles and a second, fixed-order pass
 MM_FUSE_COLSUM = False    # bias gradients (column sums of A) inside the product: one launch less
 MM_SMS = None             # SMs for the split choice; None: ask the device
+ONEHOT_FUSE_BIAS = False  # the one-hot projection's bias gradient summed from the scatter's shared
+                          # table (one launch and one read of dxg less per step)

@@ -603,11 +603,12 @@ def build_onehot_scatter(R, dt):
     """dW_ih[c, x[n]] += dout[n, c] for 32 columns c per block: the block's R row slices add into a
     (V, 32) shared-memory table with shared atomics, then the table is added to dW_ih once
     (k_project_onehot_backward does one global atomic per element of dout, ~50 colliding per
-    address at V = 65)."""
+    address at V = 65). With with_bias, also db_ih[c] += the column's sum over the table (the
+    bias gradient of a one-hot projection: one launch and one read of dout less than colsum)."""
     nbt = nbtype(dt)
 
     @cuda.jit
-    def scatter(dout, x, dW_ih):
+    def scatter(dout, x, dW_ih, db, with_bias):
         tab = cuda.shared.array(0, nbt)
         tx = cuda.threadIdx.x
         ty = cuda.threadIdx.y
@@ -628,6 +629,11 @@ def build_onehot_scatter(R, dt):
             cc = cuda.blockIdx.x * 32 + (i - v * 32)
             if cc < C:
                 dW_ih[cc, v] += tab[i]
+        if with_bias and ty == 0 and c < C:
+            s = nbt(0.0)
+            for v in range(V):
+                s += tab[v * 32 + tx]
+            db[c] += s
 
     return scatter
 
@@ -1081,7 +1087,7 @@ def registry():
         out.append((f"colsum32[{dt}]", get(build_colsum, config.COLSUM_ROWS, dt),
                     [f"void({f}[:, :], {f}[::1], int64)", f"void({f}[:, ::1], {f}[::1], int64)"]))
         out.append((f"onehot_scatter[{dt}]", get(build_onehot_scatter, config.COLSUM_ROWS, dt),
-                    [f"void({f}[:, ::1], int64[::1], {f}[:, ::1])"]))
+                    [f"void({f}[:, ::1], int64[::1], {f}[:, ::1], {f}[::1], int64)"]))
     plain = [
         ("fill", k_fill, "void({f}[::1], float64)"),
         ("copy", k_copy, "void({f}[::1], {f}[::1])"),

@@ -233,8 +233,11 @@ def project_onehot_backward(dout, x, dW_ih, db_ih):
     smem = V * 32 * flat.dtype.itemsize
     if smem <= 48 * 1024 and dW_ih.is_c_contiguous():
         R = config.COLSUM_ROWS
+        fuse = bool(config.ONEHOT_FUSE_BIAS and db_ih.is_c_contiguous())
         K.launch(K.get(K.build_onehot_scatter, R, flat.dtype.name), ((GH + 31) // 32, (32, R)),
-                 (flat, x.reshape(T * B), dW_ih), smem)
+                 (flat, x.reshape(T * B), dW_ih, db_ih if fuse else dummy(flat.dtype), int(fuse)), smem)
+        if fuse:
+            return
     else:
         K.launch(K.k_project_onehot_backward, _grid(flat.size), (flat, x.reshape(T * B), dW_ih,))
     colsum(flat, db_ih)
