@@ -463,24 +463,43 @@ def bench_table():
         rows.append(f"wgrad {k}: " + (" | ".join(f"{n} {x['ms']} ms {x['tflops']} TF/s err {x['rel_err']:.0e}"
                                                   if isinstance(x, dict) else f"{n} {x}" for n, x in v.items())
                                       if isinstance(v, dict) else str(v)))
-    WG_ON = {"MM_WG": True, "MM_SPLITK": 0}
-    FUSED = dict(WG_ON, MM_FUSE_COLSUM=True)
-    ALL = dict(FUSED, ONEHOT_FUSE_BIAS=True)
+    abl = switch_ablations()
+    print("ablations:", json.dumps(abl, default=str), flush=True)
+    for k, v in abl.items():
+        rows.append(f"ablation {k}: " + (f"{v['ms']} ms" if isinstance(v, dict) else v))
+    print("\n" + "\n".join(rows), flush=True)
+    if ARGS.table:
+        with open(ARGS.table, "w") as fh:
+            fh.write("\n".join(rows) + "\n")
+    out["_ablations"] = abl
+    out["_table"] = rows
+    return out
+
+
+_WG_ON = {"MM_WG": True, "MM_SPLITK": 0}
+_FUSED = dict(_WG_ON, MM_FUSE_COLSUM=True)
+_ALL = dict(_FUSED, ONEHOT_FUSE_BIAS=True)
+ABLATIONS = (   # (cell, H, B, name, config switches, "layer" | "model")
+    ("lstm", 1024, 64, "default", {}, "layer"),
+    ("lstm", 1024, 64, "wg S=1", {"MM_WG": True}, "layer"),
+    ("lstm", 1024, 64, "wg split", _WG_ON, "layer"),
+    ("lstm", 1024, 64, "wg split + fused colsum", _FUSED, "layer"),
+    ("lstm", 1024, 64, "all on (+ one-hot bias fused)", _ALL, "layer"),
+    ("lstm", 512, 32, "default", {}, "layer"),
+    ("lstm", 512, 32, "wg split + fused colsum", _FUSED, "layer"),
+    ("lstm", 512, 32, "all on (+ one-hot bias fused)", _ALL, "layer"),
+    ("gru", 1024, 64, "all on (+ one-hot bias fused)", _ALL, "layer"),
+    ("lstm", 1024, 64, "default", {}, "model"),
+    ("lstm", 1024, 64, "all on (+ one-hot bias fused)", _ALL, "model"),
+    ("lstm", 512, 32, "default", {}, "model"),
+    ("lstm", 512, 32, "all on (+ one-hot bias fused)", _ALL, "model"))
+
+
+def switch_ablations():
+    """Layers and models with the switches of ABLATIONS set, each next to its default in this run."""
+    from seqlearn.cuda import config
     abl = {}
-    for cell, H, B, name, knobs, what in (
-            ("lstm", 1024, 64, "default", {}, "layer"),
-            ("lstm", 1024, 64, "wg S=1", {"MM_WG": True}, "layer"),
-            ("lstm", 1024, 64, "wg split", WG_ON, "layer"),
-            ("lstm", 1024, 64, "wg split + fused colsum", FUSED, "layer"),
-            ("lstm", 1024, 64, "all on (+ one-hot bias fused)", ALL, "layer"),
-            ("lstm", 512, 32, "default", {}, "layer"),
-            ("lstm", 512, 32, "wg split + fused colsum", FUSED, "layer"),
-            ("lstm", 512, 32, "all on (+ one-hot bias fused)", ALL, "layer"),
-            ("gru", 1024, 64, "all on (+ one-hot bias fused)", ALL, "layer"),
-            ("lstm", 1024, 64, "default", {}, "model"),
-            ("lstm", 1024, 64, "all on (+ one-hot bias fused)", ALL, "model"),
-            ("lstm", 512, 32, "default", {}, "model"),
-            ("lstm", 512, 32, "all on (+ one-hot bias fused)", ALL, "model")):
+    for cell, H, B, name, knobs, what in ABLATIONS:
         old = {k: getattr(config, k) for k in knobs}
         key = f"{cell} H={H} B={B} {what} {name}"
         try:
@@ -493,16 +512,7 @@ def bench_table():
         finally:
             for k, v in old.items():
                 setattr(config, k, v)
-    print("ablations:", json.dumps(abl, default=str), flush=True)
-    for k, v in abl.items():
-        rows.append(f"ablation {k}: " + (f"{v['ms']} ms" if isinstance(v, dict) else v))
-    print("\n" + "\n".join(rows), flush=True)
-    if ARGS.table:
-        with open(ARGS.table, "w") as fh:
-            fh.write("\n".join(rows) + "\n")
-    out["_ablations"] = abl
-    out["_table"] = rows
-    return out
+    return abl
 
 
 WG_SHAPES = ((2048, 512, 3200, False), (4096, 1024, 6400, False), (65, 1024, 6400, False), (4096, 1024, 6400, True))
