@@ -78,6 +78,7 @@ def test_resume_is_bit_identical_with_dropout(tmp_path, cell):
 def test_ctrl_c_saves_last_and_resume_is_exact(tmp_path, monkeypatch):
     c = cfg(dropout=0.2, steps=30)
     Trainer(c, tmp_path / "a", echo=quiet).run()
+    before = signal.getsignal(signal.SIGINT)     # SIG_IGN when the runner was started in the background
 
     def hook(self):
         if self.step == 7:
@@ -87,7 +88,7 @@ def test_ctrl_c_saves_last_and_resume_is_exact(tmp_path, monkeypatch):
     summary = Trainer(c, tmp_path / "b", echo=lines.append).run()
     assert summary["interrupted"] and summary["step"] == 7
     assert any("interrupted at step 7" in s and "--resume" in s for s in lines)
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler   # handler restored
+    assert signal.getsignal(signal.SIGINT) is before          # the caller's handler is restored
     monkeypatch.undo()
     Trainer.resume(tmp_path / "b", echo=quiet).run()
     assert_same_checkpoint(tmp_path / "a", tmp_path / "b")
