@@ -1,15 +1,15 @@
-"""How the cpu backend uses the cores: batch chunks on worker threads, one-thread BLAS in each.
+"""How the cpu backend uses the cores: its own worker threads, one-thread BLAS in each.
 
 A time step's products are small (B x H by H x G*H). A multi-threaded BLAS splits each of them
 across its threads and synchronises twice per product, T times per sequence; on a shared 2-core
 machine that hand-off dominated (median 0.75 ms for a 57 us product under load). Here instead
-the batch is cut into chunks and every chunk runs its whole time loop on its own thread (the
-rows of a batch are independent through time), calling BLAS with one thread: one hand-off per
-call, not per step. Products over all steps (weight gradients) are split by output rows.
+every thread runs the whole time loop on its share (see SPLIT below: batch chunks, which need no
+synchronisation, or unit slices, which meet at one spin barrier per step), calling BLAS with one
+thread. Products over all steps (weight gradients) are split by output rows.
 
 SciPy's OpenBLAS (the library the kernels call, see _blas.py; njit ``np.dot`` uses the same one)
-is set to one thread when this module is imported; numpy's own BLAS is untouched. Threads: ``SEQLEARN_NUM_THREADS``, else
-the CPUs this process may run on. If SciPy's BLAS thread count cannot be set, the default is one
+is set to one thread when this module is imported; numpy's own BLAS is untouched. Threads:
+``SEQLEARN_NUM_THREADS``, else the CPUs this process may run on. If SciPy's BLAS thread count cannot be set, the default is one
 thread (to avoid oversubscription).
 """
 import os
