@@ -53,10 +53,6 @@ def mul(a, b, out):
     np.multiply(a, b, out=out)
 
 
-def clip_all(x, lo, hi):
-    np.clip(x, lo, hi, out=x)
-
-
 def copy(src, dst):
     dst[...] = src
 
