@@ -145,31 +145,6 @@ def wgrad_rows(d2, x2, dW, db, r0, r1, ab):
 
 
 @jit
-def gate_product(ab, G, H, u0, u1, b0, b1, ph, pW, a, aT):
-    """a[b0:b1, g H + u0 : g H + u1] = h[b0:b1] @ W_hh[g H + u0 : g H + u1].T for every gate g
-    (h at address ph: rows b0.., row stride H; W_hh at pW, (G H, H) row-major).
-
-    Computed as W_hh-block @ h.T into aT (G H, B), then transposed into a: for the recurrent
-    shapes OpenBLAS runs the product with the gates as rows 1.3-2x faster than with the batch as
-    rows (H = 128, 16 rows: 31 vs 59 us; H = 1024, 32 rows: 5.0 vs 6.9 ms, one thread)."""
-    B, GH = a.shape
-    isz = a.itemsize
-    nu = u1 - u0
-    Bc = b1 - b0
-    if nu == H:
-        rgemm(ab, N_, T_, GH, Bc, H, pW, H, ph, H, False, aT.ctypes.data + b0 * isz, B)
-    else:
-        for g in range(G):
-            rgemm(ab, N_, T_, nu, Bc, H, pW + (g * H + u0) * H * isz, H, ph, H, False,
-                  aT.ctypes.data + ((g * H + u0) * B + b0) * isz, B)
-    for b in range(b0, b1):
-        ar = a[b]
-        for g in range(G):
-            for j in range(g * H + u0, g * H + u1):
-                ar[j] = aT[j, b]
-
-
-@jit
 def copy2(src, dst):
     """dst[...] = src for 2-D arrays of one shape (an explicit loop compiles faster than a slice
     assignment)."""

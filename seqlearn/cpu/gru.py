@@ -3,14 +3,16 @@
 variant "torch" (reset after the product): one product ``h @ W_hh.T`` (B, 3H) per step.
 variant "cho" (reset before the product): two dependent products per step, ``h @ W_hr,z.T`` and
 ``(r * h) @ W_hn.T``; backward likewise needs two. The weight gradients are products over all
-steps after the loop in both variants. The batch is split into chunks that run their whole time
-loop on separate threads (see _threads.py).
+steps after the loop in both variants. The per-step products run against W_hh packed once per
+call (_gemm.py). The batch is split into chunks (or, variant torch, the units into slices) that
+run their whole time loop on separate threads (see _threads.py).
 """
 import numpy as np
 
 from . import _threads
 from ._act import sigmoid_, tanh_
-from ._blas import N_, T_, consts, gate_product, rgemm, wgrad
+from . import _gemm
+from ._blas import N_, T_, consts, rgemm, wgrad
 from ._jit import jit
 from ._sync import barrier
 
@@ -24,7 +26,8 @@ def workspace(T, B, H, dtype):
         "gates": z(T, B, G * H),    # activated r, z, n
         "hn": z(T, B, H),           # torch: W_hn h + b_hn; cho: r * h_prev
         "a": z(B, G * H),           # recurrent products of one step
-        "aT": z(G * H, B),          # torch: the same, as computed (gates as rows)
+        "Pf": z(_gemm.packed_size(G, H, H, dtype)),        # W_hh packed for h @ W_hh.T (_gemm.py)
+        "Pb": z(_gemm.packed_size(1, H, G * H, dtype)),    # and for d @ W_hh
         "dh": z(B, H),              # carried dh
         "drh": z(B, H),             # cho: dan @ W_hn
         # torch backward adds "dhg" (T, B, 3H) on first use: the gradient w.r.t. the recurrent
@@ -33,7 +36,7 @@ def workspace(T, B, H, dtype):
 
 
 @jit
-def _forward(xg, W_hh, b_hh, cho, h0, hs, gates, hn, a, aT, b0, b1, u0, u1, bar, nth):
+def _forward(xg, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, nth):
     """Rows b0:b1, units u0:u1 (a unit split, nth > 1, only for variant torch: a barrier after
     each step makes h_t whole before the next product)."""
     T, B, GH = xg.shape
@@ -44,6 +47,7 @@ def _forward(xg, W_hh, b_hh, cho, h0, hs, gates, hn, a, aT, b0, b1, u0, u1, bar,
     ab = consts(hs)
     isz = hs.itemsize
     Bc = b1 - b0
+    scratch = np.empty(_gemm.MAX_ROWS * 64 // isz, hs.dtype)
     for b in range(b0, b1):
         for j in range(np.uint64(u0), np.uint64(u1)):
             hs[0, b, j] = h0[b, j]
@@ -52,7 +56,7 @@ def _forward(xg, W_hh, b_hh, cho, h0, hs, gates, hn, a, aT, b0, b1, u0, u1, bar,
         ph = hs.ctypes.data + ((t * B + b0) * H) * isz
         pa = a.ctypes.data + b0 * GH * isz
         if not cho:
-            gate_product(ab, 3, H, u0, u1, b0, b1, ph, W_hh.ctypes.data, a, aT)
+            _gemm.gates_nt(ab, H, H, 0, 3, u0, u1, Bc, ph, H, Pf, pa, GH, scratch)
             for b in range(b0, b1):
                 ar = a[b]
                 xr = xg[t, b]
@@ -71,7 +75,7 @@ def _forward(xg, W_hh, b_hh, cho, h0, hs, gates, hn, a, aT, b0, b1, u0, u1, bar,
                     gr[H2u + j] = n
                     hq[j] = (one - z) * n + z * hp[j]
         else:
-            rgemm(ab, N_, T_, Bc, 2 * H, H, ph, H, W_hh.ctypes.data, H, False, pa, GH)
+            _gemm.gates_nt(ab, H, H, 0, 2, 0, H, Bc, ph, H, Pf, pa, GH, scratch)
             for b in range(b0, b1):
                 ar = a[b]
                 xr = xg[t, b]
@@ -84,8 +88,8 @@ def _forward(xg, W_hh, b_hh, cho, h0, hs, gates, hn, a, aT, b0, b1, u0, u1, bar,
                     gr[j] = r
                     gr[Hu + j] = z
                     hnr[j] = r * hp[j]
-            rgemm(ab, N_, T_, Bc, H, H, hn.ctypes.data + ((t * B + b0) * H) * isz, H,
-                  W_hh.ctypes.data + 2 * H * H * isz, H, False, pa + 2 * H * isz, GH)
+            _gemm.gates_nt(ab, H, H, 2, 3, 0, H, Bc, hn.ctypes.data + ((t * B + b0) * H) * isz, H, Pf, pa, GH,
+                           scratch)
             for b in range(b0, b1):
                 ar = a[b]
                 xr = xg[t, b]
@@ -101,7 +105,7 @@ def _forward(xg, W_hh, b_hh, cho, h0, hs, gates, hn, a, aT, b0, b1, u0, u1, bar,
 
 
 @jit
-def _backward_torch(hs, gates, hn, W_hh, dhs, dh, dhg, dxg, dh0, b0, b1, u0, u1, bar, nth):
+def _backward_torch(hs, gates, hn, Pb, dhs, dh, dhg, dxg, dh0, b0, b1, u0, u1, bar, nth):
     T, B, GH = dxg.shape
     H = GH // 3
     Hu = np.uint64(H)
@@ -109,6 +113,7 @@ def _backward_torch(hs, gates, hn, W_hh, dhs, dh, dhg, dxg, dh0, b0, b1, u0, u1,
     one = hs.dtype.type(1.0)
     ab = consts(hs)
     isz = hs.itemsize
+    scratch = np.empty(_gemm.MAX_ROWS * 64 // isz, hs.dtype)
     gen = 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
@@ -136,15 +141,15 @@ def _backward_torch(hs, gates, hn, W_hh, dhs, dh, dhg, dxg, dh0, b0, b1, u0, u1,
                 dx[H2u + j] = dan
         # dh = d * z (written above) + dhg @ W_hh (units u0:u1, once all of dhg_t is written)
         gen = barrier(bar, nth, gen)
-        rgemm(ab, N_, N_, b1 - b0, u1 - u0, GH, dhg.ctypes.data + ((t * B + b0) * GH) * isz, GH,
-              W_hh.ctypes.data + u0 * isz, H, True, dh.ctypes.data + (b0 * H + u0) * isz, H)
+        _gemm.units_nn(ab, GH, 0, GH, u0, u1, b1 - b0, dhg.ctypes.data + ((t * B + b0) * GH) * isz, GH, Pb,
+                       dh.ctypes.data + b0 * H * isz, H, True, scratch)
     for b in range(b0, b1):
         for j in range(np.uint64(u0), np.uint64(u1)):
             dh0[b, j] = dh[b, j]
 
 
 @jit
-def _backward_cho(hs, gates, W_hh, dhs, dh, drh, dxg, dh0, b0, b1):
+def _backward_cho(hs, gates, Pb, dhs, dh, drh, dxg, dh0, b0, b1):
     T, B, GH = dxg.shape
     H = GH // 3
     Hu = np.uint64(H)
@@ -153,6 +158,7 @@ def _backward_cho(hs, gates, W_hh, dhs, dh, drh, dxg, dh0, b0, b1):
     ab = consts(hs)
     isz = hs.itemsize
     Bc = b1 - b0
+    scratch = np.empty(_gemm.MAX_ROWS * 64 // isz, hs.dtype)
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             gr = gates[t, b]
@@ -169,8 +175,8 @@ def _backward_cho(hs, gates, W_hh, dhs, dh, drh, dxg, dh0, b0, b1):
                 dhb[j] = d * z
         pdx = dxg.ctypes.data + ((t * B + b0) * GH) * isz
         # drh = dan @ W_hn
-        rgemm(ab, N_, N_, Bc, H, H, pdx + 2 * H * isz, GH, W_hh.ctypes.data + 2 * H * H * isz, H, False,
-              drh.ctypes.data + b0 * H * isz, H)
+        _gemm.units_nn(ab, GH, 2 * H, H, 0, H, Bc, pdx + 2 * H * isz, GH, Pb, drh.ctypes.data + b0 * H * isz, H,
+                       False, scratch)
         for b in range(b0, b1):
             gr = gates[t, b]
             hp = hs[t, b]
@@ -182,7 +188,7 @@ def _backward_cho(hs, gates, W_hh, dhs, dh, drh, dxg, dh0, b0, b1):
                 dx[j] = drr[j] * hp[j] * r * (one - r)
                 dhb[j] += drr[j] * r
         # dh += [dar, daz] @ W_hr,z
-        rgemm(ab, N_, N_, Bc, H, 2 * H, pdx, GH, W_hh.ctypes.data, H, True, dh.ctypes.data + b0 * H * isz, H)
+        _gemm.units_nn(ab, GH, 0, 2 * H, 0, H, Bc, pdx, GH, Pb, dh.ctypes.data + b0 * H * isz, H, True, scratch)
     for b in range(b0, b1):
         for j in range(H):
             dh0[b, j] = dh[b, j]
@@ -195,7 +201,8 @@ def _plan(B, H, W_hh, variant, direction="forward"):
 
 
 def forward(ws, xg, W_hh, b_hh, variant, h0):
-    args = (xg, W_hh, b_hh, variant == "cho", h0, ws["hs"], ws["gates"], ws["hn"], ws["a"], ws["aT"])
+    _gemm.pack_gates(W_hh, G, ws["Pf"])
+    args = (xg, ws["Pf"], b_hh, variant == "cho", h0, ws["hs"], ws["gates"], ws["hn"], ws["a"])
     parts = _plan(xg.shape[1], W_hh.shape[1], W_hh, variant)
     bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)
     _threads.run_sync(_forward, [args + c + (bar, nth) for c in parts])
@@ -212,16 +219,17 @@ def backward(ws, xg, W_hh, b_hh, variant, dhs, dhT, dxg, dW_hh, db_hh, dh0):
     chunks = _threads.chunks(B)
     hs2 = ws["hs"][:T].reshape(T * B, H)
     ab = consts(dxg)
+    _gemm.pack_units(W_hh, ws["Pb"])
     if variant == "torch":
         if "dhg" not in ws:
             ws["dhg"] = np.zeros((T, B, G * H), dxg.dtype)
-        args = (ws["hs"], ws["gates"], ws["hn"], W_hh, dhs, dh, ws["dhg"], dxg, dh0)
+        args = (ws["hs"], ws["gates"], ws["hn"], ws["Pb"], dhs, dh, ws["dhg"], dxg, dh0)
         parts = _plan(B, H, W_hh, variant, "backward")
         bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)
         _threads.run_sync(_backward_torch, [args + c + (bar, nth) for c in parts])
         wgrad(ws["dhg"].reshape(T * B, G * H), hs2, dW_hh, db_hh, ab)
     else:
-        args = (ws["hs"], ws["gates"], W_hh, dhs, dh, ws["drh"], dxg, dh0)
+        args = (ws["hs"], ws["gates"], ws["Pb"], dhs, dh, ws["drh"], dxg, dh0)
         _threads.run(_backward_cho, [args + c for c in chunks])
         d2 = dxg.reshape(T * B, G * H)
         # rows r, z of dW_hh see h_{t-1}; rows n see r * h_{t-1} (stored in hn)

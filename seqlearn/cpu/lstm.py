@@ -3,14 +3,17 @@
 Per step: one product ``h_{t-1} @ W_hh.T`` for all four gates into a preallocated (B, 4H) buffer,
 then one fused loop for the nonlinearities and the state update. Backward: one fused loop and one
 product ``da @ W_hh`` per step; ``dW_hh`` is one product over all steps after the loop.
-The batch is split into chunks that run their whole time loop on separate threads (see
-_threads.py). The workspace also keeps tanh(c_t) ("tcs"), reused by backward.
+The per-step products run against W_hh packed once per call (_gemm.py: "Pf" for the forward,
+"Pb" for the backward). The batch is split into chunks, or the units into slices, that run their
+whole time loop on separate threads (see _threads.py). The workspace also keeps tanh(c_t)
+("tcs"), reused by backward.
 """
 import numpy as np
 
 from . import _threads
 from ._act import sigmoid_, tanh_
-from ._blas import N_, consts, gate_product, rgemm, wgrad
+from . import _gemm
+from ._blas import consts, wgrad
 from ._jit import jit
 from ._sync import barrier
 
@@ -24,14 +27,15 @@ def workspace(T, B, H, dtype):
         "gates": np.zeros((T, B, G * H), dtype),  # activated i, f, g, o
         "tcs": np.zeros((T, B, H), dtype),        # tanh(c_t)
         "a": np.zeros((B, G * H), dtype),         # recurrent product of one step
-        "aT": np.zeros((G * H, B), dtype),        # the same, as computed (gates as rows)
+        "Pf": np.zeros(_gemm.packed_size(G, H, H, dtype), dtype),      # W_hh packed for h @ W_hh.T
+        "Pb": np.zeros(_gemm.packed_size(1, H, G * H, dtype), dtype),  # and for da @ W_hh
         "dh": np.zeros((B, H), dtype),            # carried dh, dc in backward
         "dc": np.zeros((B, H), dtype),
     }
 
 
 @jit
-def _forward(xg, W_hh, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, aT, b0, b1, u0, u1, bar, nth):
+def _forward(xg, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1, u0, u1, bar, nth):
     """Rows b0:b1 of the batch, units u0:u1 (of every gate), all T steps. With nth > 1 threads
     splitting the units, a barrier after each step makes h_t whole before the next product."""
     T, B, GH = xg.shape
@@ -41,13 +45,15 @@ def _forward(xg, W_hh, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, aT, b0, b1,
     H3u = H2u + Hu
     ab = consts(hs)
     isz = hs.itemsize
+    scratch = np.empty(_gemm.MAX_ROWS * 64 // isz, hs.dtype)
     for b in range(b0, b1):
         for j in range(np.uint64(u0), np.uint64(u1)):
             hs[0, b, j] = h0[b, j]
             cs[0, b, j] = c0[b, j]
     gen = barrier(bar, nth, 0)
     for t in range(T):
-        gate_product(ab, 4, H, u0, u1, b0, b1, hs.ctypes.data + ((t * B + b0) * H) * isz, W_hh.ctypes.data, a, aT)
+        _gemm.gates_nt(ab, H, H, 0, 4, u0, u1, b1 - b0, hs.ctypes.data + ((t * B + b0) * H) * isz, H, Pf,
+                       a.ctypes.data + b0 * GH * isz, GH, scratch)
         for b in range(b0, b1):
             ar = a[b]
             xr = xg[t, b]
@@ -94,7 +100,7 @@ def _forward(xg, W_hh, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, aT, b0, b1,
 
 
 @jit
-def _backward(hs, cs, gates, tcs, W_hh, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0, b0, b1, u0, u1, bar, nth):
+def _backward(hs, cs, gates, tcs, Pb, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0, b0, b1, u0, u1, bar, nth):
     """Rows b0:b1, units u0:u1, all T steps. dh, dc (B, H) hold dhT, dcT on entry and carry the
     gradients; dp: this chunk's own (3, H) partial sum. With nth > 1 threads splitting the units,
     a barrier after each pointwise pass makes da_t whole before dh = da_t @ W_hh[:, u0:u1]."""
@@ -106,6 +112,7 @@ def _backward(hs, cs, gates, tcs, W_hh, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0,
     one = hs.dtype.type(1.0)
     ab = consts(hs)
     isz = hs.itemsize
+    scratch = np.empty(_gemm.MAX_ROWS * 64 // isz, hs.dtype)
     gen = 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
@@ -163,8 +170,8 @@ def _backward(hs, cs, gates, tcs, W_hh, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0,
                     da[H2u + j] = dag
                     da[H3u + j] = dao
         gen = barrier(bar, nth, gen)
-        rgemm(ab, N_, N_, b1 - b0, u1 - u0, GH, dxg.ctypes.data + ((t * B + b0) * GH) * isz, GH,
-              W_hh.ctypes.data + u0 * isz, H, False, dh.ctypes.data + (b0 * H + u0) * isz, H)
+        _gemm.units_nn(ab, GH, 0, GH, u0, u1, b1 - b0, dxg.ctypes.data + ((t * B + b0) * GH) * isz, GH, Pb,
+                       dh.ctypes.data + b0 * H * isz, H, False, scratch)
     for b in range(b0, b1):
         for j in range(np.uint64(u0), np.uint64(u1)):
             dh0[b, j] = dh[b, j]
@@ -179,7 +186,8 @@ def forward(ws, xg, W_hh, b_hh, p, h0, c0):
     """Fill ws from the input pre-activations xg (T, B, 4H). p is None or (3, H)."""
     peep = p is not None
     p = p if peep else _dummy(xg.dtype)
-    args = (xg, W_hh, b_hh, p, peep, h0, c0, ws["hs"], ws["cs"], ws["gates"], ws["tcs"], ws["a"], ws["aT"])
+    _gemm.pack_gates(W_hh, G, ws["Pf"])
+    args = (xg, ws["Pf"], b_hh, p, peep, h0, c0, ws["hs"], ws["cs"], ws["gates"], ws["tcs"], ws["a"])
     parts = _threads.plan(xg.shape[1], W_hh.shape[1], W_hh.nbytes)
     bar = np.zeros(8, np.int64)
     _threads.run_sync(_forward, [args + c + (bar, _threads.nsync(parts)) for c in parts])
@@ -200,7 +208,8 @@ def backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, d
     peep = p is not None
     parts = _threads.plan(B, H, W_hh.nbytes, "backward")
     dps = np.zeros((len(parts), 3, H), dxg.dtype) if peep else np.zeros((len(parts), 1, 1), dxg.dtype)
-    args = (ws["hs"], ws["cs"], ws["gates"], ws["tcs"], W_hh, p if peep else _dummy(dxg.dtype), peep, dhs,
+    _gemm.pack_units(W_hh, ws["Pb"])
+    args = (ws["hs"], ws["cs"], ws["gates"], ws["tcs"], ws["Pb"], p if peep else _dummy(dxg.dtype), peep, dhs,
             dh, dc, dxg)
     tail = (dh0, np.empty_like(dc) if dc0 is None else dc0)
     bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)

@@ -1,10 +1,12 @@
 """Plain tanh RNN forward and backward through time, jitted: h' = tanh(xg + W_hh h + b_hh).
-Same structure as lstm.py: one product per step, batch chunks on threads, dW_hh after the loop."""
+Same structure as lstm.py: one product per step against W_hh packed once per call (_gemm.py),
+batch chunks on threads, dW_hh after the loop."""
 import numpy as np
 
 from . import _threads
 from ._act import tanh_
-from ._blas import N_, T_, consts, rgemm, wgrad
+from . import _gemm
+from ._blas import consts, wgrad
 from ._jit import jit
 
 G = 1
@@ -12,20 +14,22 @@ G = 1
 
 def workspace(T, B, H, dtype):
     return {"hs": np.zeros((T + 1, B, H), dtype), "a": np.zeros((B, H), dtype),
-            "dh": np.zeros((B, H), dtype)}
+            "dh": np.zeros((B, H), dtype), "Pf": np.zeros(_gemm.packed_size(1, H, H, dtype), dtype),
+            "Pb": np.zeros(_gemm.packed_size(1, H, H, dtype), dtype)}
 
 
 @jit
-def _forward(xg, W_hh, b_hh, h0, hs, a, b0, b1):
+def _forward(xg, Pf, b_hh, h0, hs, a, b0, b1):
     T, B, H = xg.shape
     ab = consts(hs)
     isz = hs.itemsize
+    scratch = np.empty(_gemm.MAX_ROWS * 64 // isz, hs.dtype)
     for b in range(b0, b1):
         for j in range(H):
             hs[0, b, j] = h0[b, j]
     for t in range(T):
-        rgemm(ab, N_, T_, b1 - b0, H, H, hs.ctypes.data + ((t * B + b0) * H) * isz, H,
-              W_hh.ctypes.data, H, False, a.ctypes.data + b0 * H * isz, H)
+        _gemm.gates_nt(ab, H, H, 0, 1, 0, H, b1 - b0, hs.ctypes.data + ((t * B + b0) * H) * isz, H, Pf,
+                       a.ctypes.data + b0 * H * isz, H, scratch)
         for b in range(b0, b1):
             ar = a[b]
             xr = xg[t, b]
@@ -35,11 +39,12 @@ def _forward(xg, W_hh, b_hh, h0, hs, a, b0, b1):
 
 
 @jit
-def _backward(hs, W_hh, dhs, dh, dxg, dh0, b0, b1):
+def _backward(hs, Pb, dhs, dh, dxg, dh0, b0, b1):
     T, B, H = dxg.shape
     one = hs.dtype.type(1.0)
     ab = consts(hs)
     isz = hs.itemsize
+    scratch = np.empty(_gemm.MAX_ROWS * 64 // isz, hs.dtype)
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
             hq = hs[t + 1, b]
@@ -48,15 +53,16 @@ def _backward(hs, W_hh, dhs, dh, dxg, dh0, b0, b1):
             dx = dxg[t, b]
             for j in range(H):
                 dx[j] = (dr[j] + dhb[j]) * (one - hq[j] * hq[j])
-        rgemm(ab, N_, N_, b1 - b0, H, H, dxg.ctypes.data + ((t * B + b0) * H) * isz, H,
-              W_hh.ctypes.data, H, False, dh.ctypes.data + b0 * H * isz, H)
+        _gemm.units_nn(ab, H, 0, H, 0, H, b1 - b0, dxg.ctypes.data + ((t * B + b0) * H) * isz, H, Pb,
+                       dh.ctypes.data + b0 * H * isz, H, False, scratch)
     for b in range(b0, b1):
         for j in range(H):
             dh0[b, j] = dh[b, j]
 
 
 def forward(ws, xg, W_hh, b_hh, h0):
-    args = (xg, W_hh, b_hh, h0, ws["hs"], ws["a"])
+    _gemm.pack_gates(W_hh, G, ws["Pf"])
+    args = (xg, ws["Pf"], b_hh, h0, ws["hs"], ws["a"])
     _threads.run(_forward, [args + c for c in _threads.chunks(xg.shape[1])])
 
 
@@ -68,6 +74,7 @@ def backward(ws, xg, W_hh, b_hh, dhs, dhT, dxg, dW_hh, db_hh, dh0):
     else:
         dh[...] = dhT
     T, B, H = dhs.shape
-    args = (ws["hs"], W_hh, dhs, dh, dxg, dh0)
+    _gemm.pack_units(W_hh, ws["Pb"])
+    args = (ws["hs"], ws["Pb"], dhs, dh, dxg, dh0)
     _threads.run(_backward, [args + c for c in _threads.chunks(B)])
     wgrad(dxg.reshape(T * B, H), ws["hs"][:T].reshape(T * B, H), dW_hh, db_hh, consts(dxg))

@@ -1,0 +1,297 @@
+"""Products with few rows against pre-packed weights: the per-step recurrent products.
+
+OpenBLAS repacks both operands on every call. For a time step's product (16-64 rows of h against
+all of W_hh) that repacking of W, T times per sequence, is what kept it at 50-80 GFLOP/s per core.
+Here W is packed once per call of a forward or backward (``pack_rows`` / ``pack_cols``) into
+panels of NR columns (NR = two 256-bit vectors: 16 float32 or 8 float64), each panel K x NR
+contiguous, zero-padded to whole panels; ``mm`` then runs register tiles of up to 6 rows x NR
+columns over K (``_tile``: LLVM IR with explicit vectors and fused multiply-adds, 12 accumulators
+for 6 rows, kept in registers), reading each panel once per 6 rows of A.
+
+Addresses are byte addresses (``arr.ctypes.data + offset``) as for rgemm in _blas.py; ``ab`` is
+``consts()`` of the dtype and carries it. Tiles with 1 or 2 rows (generation, remainders) keep
+4 or 2 independent accumulator sets over K, so the fused multiply-adds do not wait on each other.
+"""
+import numpy as np
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic
+
+from ._jit import jit
+
+MAX_ROWS = 6
+
+
+def _vec_consts(dt):
+    isz = dt.bitwidth // 8
+    w = 32 // isz
+    return isz, w, 2 * w
+
+
+def nr_of(dtype):
+    """Columns of one panel for a numpy dtype."""
+    return 2 * (32 // np.dtype(dtype).itemsize)
+
+
+def _make_tile(mr, accumulate):
+    ku = 4 if mr == 1 else (2 if mr == 2 else 1)
+
+    @intrinsic
+    def tile(typingctx, ab, pa, lda, pp, pc, ldc, K):
+        dt = ab.dtype
+        sig = types.void(ab, pa, lda, pp, pc, ldc, K)
+
+        def codegen(context, builder, sig, args):
+            _, pa_, lda_, pp_, pc_, ldc_, K_ = args
+            i64 = ir.IntType(64)
+            i32 = ir.IntType(32)
+            isz, w, nr = _vec_consts(dt)
+            fty = context.get_value_type(dt)
+            vty = ir.VectorType(fty, w)
+            vp = vty.as_pointer()
+            fma = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(vty, [vty, vty, vty]), "llvm.fma.v%df%d" % (w, dt.bitwidth))
+            lda_ = context.cast(builder, lda_, sig.args[2], types.int64)
+            ldc_ = context.cast(builder, ldc_, sig.args[5], types.int64)
+            K_ = context.cast(builder, K_, sig.args[6], types.int64)
+            a = builder.inttoptr(context.cast(builder, pa_, sig.args[1], types.int64), fty.as_pointer())
+            p = builder.inttoptr(context.cast(builder, pp_, sig.args[3], types.int64), fty.as_pointer())
+            c = builder.inttoptr(context.cast(builder, pc_, sig.args[4], types.int64), fty.as_pointer())
+            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * w)
+            undef = ir.Constant(vty, ir.Undefined)
+            splat = ir.Constant(ir.VectorType(i32, w), [0] * w)
+
+            def cptr(r, v):
+                return builder.bitcast(builder.gep(c, [builder.add(builder.mul(ldc_, ir.Constant(i64, r)),
+                                                                   ir.Constant(i64, v * w))]), vp)
+
+            acc = [[[cgutils.alloca_once(builder, vty) for _ in range(2)] for _ in range(mr)] for _ in range(ku)]
+            for u in range(ku):
+                for r in range(mr):
+                    for v in range(2):
+                        init = builder.load(cptr(r, v), align=isz) if (accumulate and u == 0) else zero
+                        builder.store(init, acc[u][r][v])
+
+            def step(k, u):
+                pk = builder.gep(p, [builder.mul(k, ir.Constant(i64, nr))])
+                wv = [builder.load(builder.bitcast(builder.gep(pk, [ir.Constant(i64, v * w)]), vp), align=isz)
+                      for v in range(2)]
+                for r in range(mr):
+                    s = builder.load(builder.gep(a, [builder.add(builder.mul(lda_, ir.Constant(i64, r)), k)]))
+                    b = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
+                    for v in range(2):
+                        builder.store(builder.call(fma, [b, wv[v], builder.load(acc[u][r][v])]), acc[u][r][v])
+
+            kmain = builder.sdiv(K_, ir.Constant(i64, ku)) if ku > 1 else K_
+            with cgutils.for_range(builder, kmain) as loop:
+                base = builder.mul(loop.index, ir.Constant(i64, ku)) if ku > 1 else loop.index
+                for u in range(ku):
+                    step(builder.add(base, ir.Constant(i64, u)) if u else base, u)
+            if ku > 1:
+                with cgutils.for_range_slice(builder, builder.mul(kmain, ir.Constant(i64, ku)), K_, ir.Constant(i64, 1)) as (k, _):
+                    step(k, 0)
+            for r in range(mr):
+                for v in range(2):
+                    tot = builder.load(acc[0][r][v])
+                    for u in range(1, ku):
+                        tot = builder.fadd(tot, builder.load(acc[u][r][v]))
+                    builder.store(tot, cptr(r, v), align=isz)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    return tile
+
+
+_t6a, _t4a, _t2a, _t1a = (_make_tile(m, True) for m in (6, 4, 2, 1))
+_t6z, _t4z, _t2z, _t1z = (_make_tile(m, False) for m in (6, 4, 2, 1))
+
+
+@jit
+def _rows(ab, mr, accumulate, pa, lda, pp, pc, ldc, K):
+    if accumulate:
+        if mr == 6:
+            _t6a(ab, pa, lda, pp, pc, ldc, K)
+        elif mr == 4:
+            _t4a(ab, pa, lda, pp, pc, ldc, K)
+        elif mr == 2:
+            _t2a(ab, pa, lda, pp, pc, ldc, K)
+        else:
+            _t1a(ab, pa, lda, pp, pc, ldc, K)
+    else:
+        if mr == 6:
+            _t6z(ab, pa, lda, pp, pc, ldc, K)
+        elif mr == 4:
+            _t4z(ab, pa, lda, pp, pc, ldc, K)
+        elif mr == 2:
+            _t2z(ab, pa, lda, pp, pc, ldc, K)
+        else:
+            _t1z(ab, pa, lda, pp, pc, ldc, K)
+
+
+@jit
+def _next_rows(left):
+    """Rows of the next tile: sixes while they leave no remainder of 2 or 4 awkwardly, then 4, 2, 1."""
+    if left >= 10 or left == 6:
+        return 6
+    if left >= 4:
+        return 4
+    if left >= 2:
+        return 2
+    return 1
+
+
+@intrinsic
+def _load(typingctx, like, addr, q):
+    """The element q of the dtype of `like` at byte address addr."""
+    dt = like.dtype
+
+    def codegen(context, builder, sig, args):
+        fty = context.get_value_type(dt)
+        ptr = builder.inttoptr(context.cast(builder, args[1], sig.args[1], types.int64), fty.as_pointer())
+        return builder.load(builder.gep(ptr, [context.cast(builder, args[2], sig.args[2], types.int64)]))
+    return dt(like, addr, q), codegen
+
+
+@intrinsic
+def _store(typingctx, like, addr, q, val):
+    """Store val (the dtype of `like`) as element q at byte address addr."""
+    dt = like.dtype
+
+    def codegen(context, builder, sig, args):
+        fty = context.get_value_type(dt)
+        ptr = builder.inttoptr(context.cast(builder, args[1], sig.args[1], types.int64), fty.as_pointer())
+        v = context.cast(builder, args[3], sig.args[3], dt)
+        builder.store(v, builder.gep(ptr, [context.cast(builder, args[2], sig.args[2], types.int64)]))
+        return context.get_dummy_value()
+    return types.void(like, addr, q, val), codegen
+
+
+@jit
+def mm(ab, M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, accumulate, scratch):
+    """C[:M, c0:c1] = (C +) A[:M, :K] @ Wp[:, c0:c1]: Wp the packed panels at pp (panel jp holds
+    columns jp NR ... jp NR + NR - 1, K x NR, panels pstride elements apart). A at pa, row stride
+    lda; C at pc (its column 0), row stride ldc (elements). Panels that c0:c1 covers only in part go
+    through scratch (MAX_ROWS x NR elements of the dtype)."""
+    isz = scratch.itemsize
+    nr = 64 // isz
+    for jp in range(c0 // nr, (c1 + nr - 1) // nr):
+        lo = max(c0, jp * nr)
+        hi = min(c1, jp * nr + nr)
+        ppj = pp + jp * pstride * isz
+        i = 0
+        while i < M:
+            mr = _next_rows(M - i)
+            if hi - lo == nr:
+                _rows(ab, mr, accumulate, pa + i * lda * isz, lda, ppj, pc + (i * ldc + lo) * isz, ldc, K)
+            else:
+                for r in range(mr):
+                    crow = pc + (i + r) * ldc * isz
+                    for q in range(nr):
+                        scratch[r * nr + q] = 0
+                    if accumulate:
+                        for j in range(lo, hi):
+                            scratch[r * nr + j - jp * nr] = _load(scratch, crow, j)
+                _rows(ab, mr, True, pa + i * lda * isz, lda, ppj, scratch.ctypes.data, nr, K)
+                for r in range(mr):
+                    crow = pc + (i + r) * ldc * isz
+                    for j in range(lo, hi):
+                        _store(scratch, crow, j, scratch[r * nr + j - jp * nr])
+            i += mr
+
+
+@jit
+def pack_rows(W, r0, n, P, p0, jp0, jp1):
+    """Panels jp0:jp1 for C = A @ W[r0:r0+n].T: P[p0 + (jp K + k) NR + c] = W[r0 + jp NR + c, k],
+    rows past r0+n zero. W (R, K) C-contiguous."""
+    K = W.shape[1]
+    nr = 64 // P.itemsize
+    for jp in range(jp0, jp1):
+        base = p0 + jp * K * nr
+        w = min(nr, n - jp * nr)
+        rb = r0 + jp * nr
+        for k0 in range(0, K, 16):
+            k1 = min(K, k0 + 16)
+            for c in range(w):
+                wr = W[rb + c]
+                for k in range(k0, k1):
+                    P[base + k * nr + c] = wr[k]
+            for c in range(w, nr):
+                for k in range(k0, k1):
+                    P[base + k * nr + c] = 0
+
+
+@jit
+def pack_cols(W, c0, n, P, p0, jp0, jp1):
+    """Panels jp0:jp1 for C = A @ W[:, c0:c0+n]: P[p0 + (jp K + k) NR + c] = W[k, c0 + jp NR + c],
+    columns past c0+n zero. W (K, C) C-contiguous."""
+    K = W.shape[0]
+    nr = 64 // P.itemsize
+    for jp in range(jp0, jp1):
+        base = p0 + jp * K * nr
+        w = min(nr, n - jp * nr)
+        for k in range(K):
+            wr = W[k]
+            o = base + k * nr
+            for c in range(w):
+                P[o + c] = wr[c0 + jp * nr + c]
+            for c in range(w, nr):
+                P[o + c] = 0
+
+
+@jit
+def _pack_gates_range(W, G, P, jp0, jp1):
+    H = W.shape[0] // G
+    K = W.shape[1]
+    nr = 64 // P.itemsize
+    npan = (H + nr - 1) // nr
+    for g in range(G):
+        pack_rows(W, g * H, H, P, g * npan * K * nr, jp0, jp1)
+
+
+def panels(n, dtype):
+    """Panels that cover n columns."""
+    nr = nr_of(dtype)
+    return (n + nr - 1) // nr
+
+
+def packed_size(G, H, K, dtype):
+    """Elements of the panels of G gates of H units each, over K."""
+    return G * panels(H, dtype) * nr_of(dtype) * K
+
+
+def pack_gates(W, G, P):
+    """P = panels of W (G H, K) for h @ W.T, gate by gate (each gate's H rows zero-padded to
+    whole panels: gate g's panel jp starts at element (g npan + jp) K NR), on the worker threads."""
+    from . import _threads
+    npan = panels(W.shape[0] // G, W.dtype)
+    _threads.run(_pack_gates_range, [(W, G, P, lo, hi) for lo, hi in _threads.chunks(npan, 1)])
+
+
+def pack_units(W, P):
+    """P = panels of W (K, H) for d @ W, over the H columns (panel jp starts at element jp K NR)."""
+    from . import _threads
+    npan = panels(W.shape[1], W.dtype)
+    _threads.run(pack_cols, [(W, 0, W.shape[1], P, 0, lo, hi) for lo, hi in _threads.chunks(npan, 1)])
+
+
+@jit
+def gates_nt(ab, H, K, g0, g1, u0, u1, M, pa, lda, Pf, pc, ldc, scratch):
+    """C[:M, g H + u0 : g H + u1] = A[:M, :K] @ W[g H + u0 : g H + u1].T for gates g0:g1, with Pf
+    from pack_gates. A at pa, C at pc (addresses of their rows' column 0), row strides lda, ldc."""
+    isz = Pf.itemsize
+    nr = 64 // isz
+    npan = (H + nr - 1) // nr
+    for g in range(g0, g1):
+        mm(ab, M, K, pa, lda, Pf.ctypes.data + g * npan * K * nr * isz, K * nr, u0, u1,
+           pc + g * H * isz, ldc, False, scratch)
+
+
+@jit
+def units_nn(ab, KW, k0, K, u0, u1, M, pa, lda, Pb, pc, ldc, accumulate, scratch):
+    """C[:M, u0:u1] (+)= A[:M, :K] @ W[k0:k0+K, u0:u1], with Pb from pack_units of W (KW, H).
+    A at pa (its column 0 meets W's row k0), C at pc (column 0: unit 0)."""
+    isz = Pb.itemsize
+    nr = 64 // isz
+    mm(ab, M, K, pa, lda, Pb.ctypes.data + k0 * nr * isz, KW * nr, u0, u1, pc, ldc, accumulate, scratch)

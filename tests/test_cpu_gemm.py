@@ -1,0 +1,73 @@
+"""The packed small-row products of the cpu backend (seqlearn/cpu/_gemm.py) against numpy.
+
+Shapes cover every register tile (1, 2, 4 and 6 rows and their mixtures), partial panels at either
+end of a column range, column ranges that start inside a panel (unit slices of a thread), a
+K sub-range of the packed rows, overwrite and accumulate, float64 and float32."""
+import numpy as np
+import pytest
+
+from seqlearn.cpu import _gemm
+from seqlearn.cpu._blas import consts
+
+TOL = {np.float64: 1e-12, np.float32: 1e-5}
+DT = [np.float64, np.float32]
+
+
+def rel(a, b):
+    return float(np.abs(a - b).max() / max(np.abs(b).max(), 1e-30))
+
+
+@pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 6, 7, 13, 32])
+@pytest.mark.parametrize("n,K", [(16, 7), (37, 19), (64, 128), (5, 3)])
+@pytest.mark.parametrize("accumulate", [False, True], ids=["overwrite", "accumulate"])
+def test_mm_rows_panels(dt, M, n, K, accumulate):
+    rng = np.random.default_rng(M * 1000 + n * 10 + K)
+    nr = _gemm.nr_of(dt)
+    W = rng.standard_normal((n + 5, K)).astype(dt)
+    A = rng.standard_normal((M, K + 2)).astype(dt)          # row stride K + 2: lda != K
+    P = np.zeros(3 + _gemm.panels(n, dt) * K * nr, dt)
+    _gemm.pack_rows(W, 2, n, P, 3, 0, _gemm.panels(n, dt))
+    ldc = n + 4
+    C0 = rng.standard_normal((M, ldc)).astype(dt)
+    C = C0.copy()
+    isz = C.itemsize
+    for c0, c1 in ((0, n), (min(3, n - 1), n), (0, max(1, n - 3))):
+        C = C0.copy()
+        _gemm.mm(consts(C), M, K, A.ctypes.data, K + 2, P.ctypes.data + 3 * isz, K * nr, c0, c1,
+                 C.ctypes.data + isz, ldc, accumulate, np.zeros(_gemm.MAX_ROWS * nr, dt))
+        want = C0.copy()
+        prod = A[:, :K] @ W[2:2 + n].T
+        want[:, 1 + c0:1 + c1] = prod[:, c0:c1] + (C0[:, 1 + c0:1 + c1] if accumulate else 0)
+        assert rel(C, want) < TOL[dt], (c0, c1)       # columns outside c0:c1 untouched
+
+
+@pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
+@pytest.mark.parametrize("G,H,M", [(4, 37, 5), (3, 48, 13), (1, 16, 1), (4, 6, 3), (4, 64, 32)])
+def test_gates_and_units(dt, G, H, M):
+    """h @ W.T gate by gate over a unit slice, and d[:, k0:] @ W[k0:, slice] (the backward's)."""
+    rng = np.random.default_rng(G * 100 + H)
+    W = rng.standard_normal((G * H, H)).astype(dt)
+    Pf = np.zeros(_gemm.packed_size(G, H, H, dt), dt)
+    _gemm.pack_gates(W, G, Pf)
+    Pb = np.zeros(_gemm.packed_size(1, H, G * H, dt), dt)
+    _gemm.pack_units(W, Pb)
+    A = rng.standard_normal((M, H)).astype(dt)
+    D = rng.standard_normal((M, G * H)).astype(dt)
+    sc = np.zeros(_gemm.MAX_ROWS * _gemm.nr_of(dt), dt)
+    isz = A.itemsize
+    for u0, u1 in ((0, H), (3, H - 2), (H // 2, H)):
+        C = np.full((M, G * H), 7.0, dt)
+        _gemm.gates_nt(consts(C), H, H, 0, G, u0, u1, M, A.ctypes.data, H, Pf, C.ctypes.data, G * H, sc)
+        want = np.full_like(C, 7.0)
+        prod = A @ W.T
+        for g in range(G):
+            want[:, g * H + u0:g * H + u1] = prod[:, g * H + u0:g * H + u1]
+        assert rel(C, want) < TOL[dt]
+        k0 = H if G > 1 else 0
+        C2 = np.ones((M, H), dt)
+        _gemm.units_nn(consts(C), G * H, k0, G * H - k0, u0, u1, M, D.ctypes.data + k0 * isz, G * H, Pb,
+                       C2.ctypes.data, H, True, sc)
+        want2 = np.ones_like(C2)
+        want2[:, u0:u1] += (D[:, k0:] @ W[k0:])[:, u0:u1]
+        assert rel(C2, want2) < TOL[dt]
