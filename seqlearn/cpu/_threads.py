@@ -21,11 +21,12 @@ MIN_WROWS = 32      # fewest output rows per chunk of a weight-gradient product
 # "units" (hidden units: every thread takes the whole batch and its own slice of every gate, so
 # each streams only its part of W_hh; one spin barrier per time step, see _sync.py), or "auto"
 # (units when W_hh is at least UNITS_MIN_BYTES[direction], else batch). SEQLEARN_SPLIT overrides.
-# Measured on the quiet 2-core machine (LSTM, us per time step, batch / units): forward H=128 B=32
-# 55 / 67, H=256 168 / 176, H=512 B=64 1020 / 993, H=1024 3357 / 2134; backward (with dW_hh)
-# 110 / 100, 392 / 321, 2188 / 1892, 7462 / 4906.
+# Measured on the quiet 2-core machine with the packed products of _gemm.py (LSTM, T = 100,
+# us per time step, batch / units): forward H=128 B=32 37 / 48, H=256 B=32 118 / 138, H=512 B=64
+# 801 / 811, H=1024 B=32 2077 / 1828; backward (with dW_hh) 67 / 78, 231 / 247, 1572 / 1589,
+# 3652 / 3402 (docs/performance.md).
 SPLIT = os.environ.get("SEQLEARN_SPLIT", "auto")
-UNITS_MIN_BYTES = {"forward": 4 << 20, "backward": 0}
+UNITS_MIN_BYTES = {"forward": 4 << 20, "backward": 4 << 20}
 UNIT_ALIGN = 16     # unit slices start at multiples of this (vector loads stay aligned)
 
 

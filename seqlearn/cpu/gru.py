@@ -36,6 +36,55 @@ def workspace(T, B, H, dtype):
 
 
 @jit
+def _cell_forward_torch(xr, ar, b_hh, gr, hp, hq, hnr, H, u0, u1):
+    """One row, units u0:u1 (variant torch). Simple loops, one activation each: fused loops that
+    write many rows did not vectorise (see lstm._cell_forward)."""
+    Hu = np.uint64(H)
+    H2u = Hu + Hu
+    lo = np.uint64(u0)
+    hi = np.uint64(u1)
+    one = hp.dtype.type(1.0)
+    for j in range(lo, hi):
+        gr[j] = sigmoid_(xr[j] + ar[j] + b_hh[j])
+    for j in range(Hu + lo, Hu + hi):
+        gr[j] = sigmoid_(xr[j] + ar[j] + b_hh[j])
+    for j in range(lo, hi):
+        m = ar[H2u + j] + b_hh[H2u + j]
+        hnr[j] = m
+        gr[H2u + j] = tanh_(xr[H2u + j] + gr[j] * m)
+    for j in range(lo, hi):
+        z = gr[Hu + j]
+        hq[j] = (one - z) * gr[H2u + j] + z * hp[j]
+
+
+@jit
+def _cell_backward_torch(gr, hp, hnr, dr, dhb, dg, dx, H, u0, u1):
+    """One row, units u0:u1 (variant torch): dg (the gradient of the recurrent product + b_hh) and
+    dx (of the input pre-activations) from dh = dr + dhb; dhb becomes d * z."""
+    Hu = np.uint64(H)
+    H2u = Hu + Hu
+    lo = np.uint64(u0)
+    hi = np.uint64(u1)
+    one = hp.dtype.type(1.0)
+    for j in range(lo, hi):
+        z = gr[Hu + j]
+        n = gr[H2u + j]
+        d = dr[j] + dhb[j]
+        daz = d * (hp[j] - n) * z * (one - z)
+        dg[Hu + j] = daz
+        dx[Hu + j] = daz
+        dx[H2u + j] = d * (one - z) * (one - n * n)
+        dhb[j] = d * z
+    for j in range(lo, hi):
+        r = gr[j]
+        dan = dx[H2u + j]
+        dar = dan * hnr[j] * r * (one - r)
+        dg[j] = dar
+        dx[j] = dar
+        dg[H2u + j] = dan * r
+
+
+@jit
 def _forward(xg, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, nth):
     """Rows b0:b1, units u0:u1 (a unit split, nth > 1, only for variant torch: a barrier after
     each step makes h_t whole before the next product)."""
@@ -58,22 +107,7 @@ def _forward(xg, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, nth):
         if not cho:
             _gemm.gates_nt(ab, H, H, 0, 3, u0, u1, Bc, ph, H, Pf, pa, GH, scratch)
             for b in range(b0, b1):
-                ar = a[b]
-                xr = xg[t, b]
-                gr = gates[t, b]
-                hp = hs[t, b]
-                hq = hs[t + 1, b]
-                hnr = hn[t, b]
-                for j in range(np.uint64(u0), np.uint64(u1)):
-                    r = sigmoid_(xr[j] + ar[j] + b_hh[j])
-                    z = sigmoid_(xr[Hu + j] + ar[Hu + j] + b_hh[Hu + j])
-                    m = ar[H2u + j] + b_hh[H2u + j]
-                    n = tanh_(xr[H2u + j] + r * m)
-                    hnr[j] = m
-                    gr[j] = r
-                    gr[Hu + j] = z
-                    gr[H2u + j] = n
-                    hq[j] = (one - z) * n + z * hp[j]
+                _cell_forward_torch(xg[t, b], a[b], b_hh, gates[t, b], hs[t, b], hs[t + 1, b], hn[t, b], H, u0, u1)
         else:
             _gemm.gates_nt(ab, H, H, 0, 2, 0, H, Bc, ph, H, Pf, pa, GH, scratch)
             for b in range(b0, b1):
@@ -108,37 +142,13 @@ def _forward(xg, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, nth):
 def _backward_torch(hs, gates, hn, Pb, dhs, dh, dhg, dxg, dh0, b0, b1, u0, u1, bar, nth):
     T, B, GH = dxg.shape
     H = GH // 3
-    Hu = np.uint64(H)
-    H2u = Hu + Hu
-    one = hs.dtype.type(1.0)
     ab = consts(hs)
     isz = hs.itemsize
     scratch = np.empty(_gemm.MAX_ROWS * 64 // isz, hs.dtype)
     gen = 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
-            gr = gates[t, b]
-            hp = hs[t, b]
-            hnr = hn[t, b]
-            dr = dhs[t, b]
-            dhb = dh[b]
-            dg = dhg[t, b]
-            dx = dxg[t, b]
-            for j in range(np.uint64(u0), np.uint64(u1)):
-                r = gr[j]
-                z = gr[Hu + j]
-                n = gr[H2u + j]
-                d = dr[j] + dhb[j]
-                daz = d * (hp[j] - n) * z * (one - z)
-                dan = d * (one - z) * (one - n * n)
-                dar = dan * hnr[j] * r * (one - r)
-                dhb[j] = d * z
-                dg[j] = dar
-                dg[Hu + j] = daz
-                dg[H2u + j] = dan * r
-                dx[j] = dar
-                dx[Hu + j] = daz
-                dx[H2u + j] = dan
+            _cell_backward_torch(gates[t, b], hs[t, b], hn[t, b], dhs[t, b], dh[b], dhg[t, b], dxg[t, b], H, u0, u1)
         # dh = d * z (written above) + dhg @ W_hh (units u0:u1, once all of dhg_t is written)
         gen = barrier(bar, nth, gen)
         _gemm.units_nn(ab, GH, 0, GH, u0, u1, b1 - b0, dhg.ctypes.data + ((t * B + b0) * GH) * isz, GH, Pb,

@@ -35,14 +35,49 @@ def workspace(T, B, H, dtype):
 
 
 @jit
+def _cell_forward(xr, ar, b_hh, p, peep, cp, gr, cn, tr, hn, H, u0, u1):
+    """One row, units u0:u1: activated gates into gr, then c, tanh(c), h. Simple loops, one
+    activation each: a single fused loop writing seven rows did not vectorise (LLVM's overlap
+    checks; 23 ns per unit against 3.6 ns as here, H = 256, one thread)."""
+    Hu = np.uint64(H)
+    H2u = Hu + Hu
+    H3u = H2u + Hu
+    lo = np.uint64(u0)
+    hi = np.uint64(u1)
+    if peep:
+        pi = p[0]
+        pf = p[1]
+        po = p[2]
+        for j in range(lo, hi):
+            gr[j] = sigmoid_(xr[j] + ar[j] + b_hh[j] + pi[j] * cp[j])
+        for j in range(lo, hi):
+            gr[Hu + j] = sigmoid_(xr[Hu + j] + ar[Hu + j] + b_hh[Hu + j] + pf[j] * cp[j])
+    else:
+        for j in range(lo, hi):
+            gr[j] = sigmoid_(xr[j] + ar[j] + b_hh[j])
+        for j in range(Hu + lo, Hu + hi):
+            gr[j] = sigmoid_(xr[j] + ar[j] + b_hh[j])
+        for j in range(H3u + lo, H3u + hi):
+            gr[j] = sigmoid_(xr[j] + ar[j] + b_hh[j])
+    for j in range(H2u + lo, H2u + hi):
+        gr[j] = tanh_(xr[j] + ar[j] + b_hh[j])
+    for j in range(lo, hi):
+        cn[j] = gr[Hu + j] * cp[j] + gr[j] * gr[H2u + j]
+    if peep:
+        for j in range(lo, hi):
+            gr[H3u + j] = sigmoid_(xr[H3u + j] + ar[H3u + j] + b_hh[H3u + j] + po[j] * cn[j])
+    for j in range(lo, hi):
+        tc = tanh_(cn[j])
+        tr[j] = tc
+        hn[j] = gr[H3u + j] * tc
+
+
+@jit
 def _forward(xg, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1, u0, u1, bar, nth):
     """Rows b0:b1 of the batch, units u0:u1 (of every gate), all T steps. With nth > 1 threads
     splitting the units, a barrier after each step makes h_t whole before the next product."""
     T, B, GH = xg.shape
     H = GH // 4
-    Hu = np.uint64(H)
-    H2u = Hu + Hu
-    H3u = H2u + Hu
     ab = consts(hs)
     isz = hs.itemsize
     scratch = np.empty(_gemm.MAX_ROWS * 64 // isz, hs.dtype)
@@ -55,48 +90,65 @@ def _forward(xg, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1, u0, u
         _gemm.gates_nt(ab, H, H, 0, 4, u0, u1, b1 - b0, hs.ctypes.data + ((t * B + b0) * H) * isz, H, Pf,
                        a.ctypes.data + b0 * GH * isz, GH, scratch)
         for b in range(b0, b1):
-            ar = a[b]
-            xr = xg[t, b]
-            gr = gates[t, b]
-            cp = cs[t, b]
-            cn = cs[t + 1, b]
-            hn = hs[t + 1, b]
-            tr = tcs[t, b]
-            if peep:
-                pi = p[0]
-                pf = p[1]
-                po = p[2]
-                for j in range(np.uint64(u0), np.uint64(u1)):
-                    c0j = cp[j]
-                    i = sigmoid_(xr[j] + ar[j] + b_hh[j] + pi[j] * c0j)
-                    f = sigmoid_(xr[Hu + j] + ar[Hu + j] + b_hh[Hu + j] + pf[j] * c0j)
-                    g = tanh_(xr[H2u + j] + ar[H2u + j] + b_hh[H2u + j])
-                    c = f * c0j + i * g
-                    o = sigmoid_(xr[H3u + j] + ar[H3u + j] + b_hh[H3u + j] + po[j] * c)
-                    tc = tanh_(c)
-                    gr[j] = i
-                    gr[Hu + j] = f
-                    gr[H2u + j] = g
-                    gr[H3u + j] = o
-                    cn[j] = c
-                    tr[j] = tc
-                    hn[j] = o * tc
-            else:
-                for j in range(np.uint64(u0), np.uint64(u1)):
-                    i = sigmoid_(xr[j] + ar[j] + b_hh[j])
-                    f = sigmoid_(xr[Hu + j] + ar[Hu + j] + b_hh[Hu + j])
-                    g = tanh_(xr[H2u + j] + ar[H2u + j] + b_hh[H2u + j])
-                    o = sigmoid_(xr[H3u + j] + ar[H3u + j] + b_hh[H3u + j])
-                    c = f * cp[j] + i * g
-                    tc = tanh_(c)
-                    gr[j] = i
-                    gr[Hu + j] = f
-                    gr[H2u + j] = g
-                    gr[H3u + j] = o
-                    cn[j] = c
-                    tr[j] = tc
-                    hn[j] = o * tc
+            _cell_forward(xg[t, b], a[b], b_hh, p, peep, cs[t, b], gates[t, b], cs[t + 1, b], tcs[t, b],
+                          hs[t + 1, b], H, u0, u1)
         gen = barrier(bar, nth, gen)
+
+
+@jit
+def _cell_backward(gr, tr, cp, cn, dr, dhb, dcb, da, p, peep, dp, H, u0, u1):
+    """One row, units u0:u1: da (all four gates) from dh = dr + dhb and the carried dc (dcb, updated
+    to dc_{t-1}); with peepholes also dp += (dai c_{t-1}, daf c_{t-1}, dao c_t). Three simple loops:
+    one fused loop ran at half their speed (3.0 against 1.5 ns per unit, H = 256, one thread)."""
+    Hu = np.uint64(H)
+    H2u = Hu + Hu
+    H3u = H2u + Hu
+    lo = np.uint64(u0)
+    hi = np.uint64(u1)
+    one = gr.dtype.type(1.0)
+    if peep:
+        po = p[2]
+        dpo = dp[2]
+        for j in range(lo, hi):
+            o = gr[H3u + j]
+            tc = tr[j]
+            d = dr[j] + dhb[j]
+            dao = d * tc * o * (one - o)
+            da[H3u + j] = dao
+            dcb[j] = dcb[j] + d * o * (one - tc * tc) + dao * po[j]
+            dpo[j] += dao * cn[j]
+    else:
+        for j in range(lo, hi):
+            o = gr[H3u + j]
+            tc = tr[j]
+            d = dr[j] + dhb[j]
+            da[H3u + j] = d * tc * o * (one - o)
+            dcb[j] = dcb[j] + d * o * (one - tc * tc)
+    for j in range(lo, hi):
+        i = gr[j]
+        g = gr[H2u + j]
+        dcj = dcb[j]
+        da[j] = dcj * g * i * (one - i)
+        da[H2u + j] = dcj * i * (one - g * g)
+    if peep:
+        pi = p[0]
+        pf = p[1]
+        dpi = dp[0]
+        dpf = dp[1]
+        for j in range(lo, hi):
+            f = gr[Hu + j]
+            dcj = dcb[j]
+            daf = dcj * cp[j] * f * (one - f)
+            da[Hu + j] = daf
+            dcb[j] = dcj * f + da[j] * pi[j] + daf * pf[j]
+            dpi[j] += da[j] * cp[j]
+            dpf[j] += daf * cp[j]
+    else:
+        for j in range(lo, hi):
+            f = gr[Hu + j]
+            dcj = dcb[j]
+            da[Hu + j] = dcj * cp[j] * f * (one - f)
+            dcb[j] = dcj * f
 
 
 @jit
@@ -106,69 +158,14 @@ def _backward(hs, cs, gates, tcs, Pb, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0, b
     a barrier after each pointwise pass makes da_t whole before dh = da_t @ W_hh[:, u0:u1]."""
     T, B, GH = dxg.shape
     H = GH // 4
-    Hu = np.uint64(H)
-    H2u = Hu + Hu
-    H3u = H2u + Hu
-    one = hs.dtype.type(1.0)
     ab = consts(hs)
     isz = hs.itemsize
     scratch = np.empty(_gemm.MAX_ROWS * 64 // isz, hs.dtype)
     gen = 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
-            gr = gates[t, b]
-            tr = tcs[t, b]
-            cp = cs[t, b]
-            cn = cs[t + 1, b]
-            dr = dhs[t, b]
-            dhb = dh[b]
-            dcb = dc[b]
-            da = dxg[t, b]
-            if peep:
-                pi = p[0]
-                pf = p[1]
-                po = p[2]
-                dpi = dp[0]
-                dpf = dp[1]
-                dpo = dp[2]
-                for j in range(np.uint64(u0), np.uint64(u1)):
-                    i = gr[j]
-                    f = gr[Hu + j]
-                    g = gr[H2u + j]
-                    o = gr[H3u + j]
-                    tc = tr[j]
-                    d = dr[j] + dhb[j]
-                    dao = d * tc * o * (one - o)
-                    dcj = dcb[j] + d * o * (one - tc * tc) + dao * po[j]
-                    dai = dcj * g * i * (one - i)
-                    daf = dcj * cp[j] * f * (one - f)
-                    dag = dcj * i * (one - g * g)
-                    dcb[j] = dcj * f + dai * pi[j] + daf * pf[j]
-                    dpi[j] += dai * cp[j]
-                    dpf[j] += daf * cp[j]
-                    dpo[j] += dao * cn[j]
-                    da[j] = dai
-                    da[Hu + j] = daf
-                    da[H2u + j] = dag
-                    da[H3u + j] = dao
-            else:
-                for j in range(np.uint64(u0), np.uint64(u1)):
-                    i = gr[j]
-                    f = gr[Hu + j]
-                    g = gr[H2u + j]
-                    o = gr[H3u + j]
-                    tc = tr[j]
-                    d = dr[j] + dhb[j]
-                    dao = d * tc * o * (one - o)
-                    dcj = dcb[j] + d * o * (one - tc * tc)
-                    dai = dcj * g * i * (one - i)
-                    daf = dcj * cp[j] * f * (one - f)
-                    dag = dcj * i * (one - g * g)
-                    dcb[j] = dcj * f
-                    da[j] = dai
-                    da[Hu + j] = daf
-                    da[H2u + j] = dag
-                    da[H3u + j] = dao
+            _cell_backward(gates[t, b], tcs[t, b], cs[t, b], cs[t + 1, b], dhs[t, b], dh[b], dc[b], dxg[t, b],
+                           p, peep, dp, H, u0, u1)
         gen = barrier(bar, nth, gen)
         _gemm.units_nn(ab, GH, 0, GH, u0, u1, b1 - b0, dxg.ctypes.data + ((t * B + b0) * GH) * isz, GH, Pb,
                        dh.ctypes.data + b0 * H * isz, H, False, scratch)
