@@ -25,6 +25,16 @@ def today():
     return datetime.date.today().isoformat()
 
 
+# Seconds of quiet before every timed block: PyTorch's OpenMP workers and numpy's OpenBLAS
+# workers keep spinning for a while after their last parallel region, so without a pause the next
+# block (whichever implementation runs it) starts on a machine whose two cores are still busy.
+SETTLE_S = 0.3
+
+
+def settle():
+    time.sleep(SETTLE_S)
+
+
 def median(xs):
     return statistics.median(xs)
 

@@ -22,7 +22,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, __import__("os").path.dirname(__file__))
-from common import machine, median, sgemm_peak, today  # noqa: E402
+from common import machine, median, settle, sgemm_peak, today  # noqa: E402
 
 ROWS = [("lstm", 128, 1, 32, 64), ("lstm", 256, 2, 32, 100), ("lstm", 512, 2, 64, 100),
         ("lstm", 1024, 1, 32, 100), ("gru", 128, 1, 32, 64), ("gru", 256, 2, 32, 100),
@@ -145,6 +145,7 @@ def bench(cfg, args, peak):
     for r in range(args.repeats):
         order = list(impls) if r % 2 == 0 else list(reversed(impls))   # alternate who goes first
         for name in order:
+            settle()
             dt = run_block(impls[name], data, T, 0, nstep[name])
             rates[name].append(nstep[name] * chars / dt)
     out = {}

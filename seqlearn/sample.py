@@ -109,10 +109,11 @@ class Sampler:
         z, state = self.next_logits(start, None)
         if self.fast is not None:                           # cpu: jitted blocks
             done = 0
+            packed = self.fast.pack(self.model)        # weights packed once per run
             while done < length:
                 n = min(BLOCK, length - done)
                 u = np.zeros((n, num)) if argmax else self.rng.random((n, num))
-                idx, z, state = self.fast.generate(self.model, z, state, u, **kw)
+                idx, z, state = self.fast.generate(self.model, z, state, u, packed=packed, **kw)
                 yield from idx.T
                 done += n
             return

@@ -58,7 +58,7 @@ def test_gates_and_units(dt, G, H, M):
     isz = A.itemsize
     for u0, u1 in ((0, H), (3, H - 2), (H // 2, H)):
         C = np.full((M, G * H), 7.0, dt)
-        _gemm.gates_nt(consts(C), H, H, 0, G, u0, u1, M, A.ctypes.data, H, Pf, C.ctypes.data, G * H, sc)
+        _gemm.gates_nt(consts(C), H, H, 0, G, u0, u1, M, A.ctypes.data, H, Pf.ctypes.data, C.ctypes.data, G * H, sc)
         want = np.full_like(C, 7.0)
         prod = A @ W.T
         for g in range(G):

@@ -12,7 +12,7 @@ from conftest import CELL_CONFIGS, CELL_IDS
 OPTIONS = [dict(), dict(temperature=0.7, top_k=4), dict(top_p=0.8), dict(argmax=True)]
 
 
-@pytest.mark.parametrize("N", [1, 3, 10])    # gemv, small-row kernel, gemm + transpose
+@pytest.mark.parametrize("N", [1, 3, 10])    # packed tiles of 1 row; 2 + 1 rows; 6 + 4 rows
 @pytest.mark.parametrize("split", [False, True], ids=["1thread", "3threads-units"])
 @pytest.mark.parametrize("E", [0, 4], ids=["onehot", "embed"])
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
@@ -49,8 +49,9 @@ def test_generate_float32_and_blocks_chain():
     z0 = np.zeros((2, m.V), np.float32)
     u = np.random.default_rng(0).random((10, 2))
     idx, z, s = sk.generate(m, z0, None, u)
-    i1, z1, s1 = sk.generate(m, z0, None, u[:4])
-    i2, z2, s2 = sk.generate(m, z1, s1, u[4:])
+    packed = sk.pack(m)                     # packed once, reused by every block (as Sampler does)
+    i1, z1, s1 = sk.generate(m, z0, None, u[:4], packed=packed)
+    i2, z2, s2 = sk.generate(m, z1, s1, u[4:], packed=packed)
     np.testing.assert_array_equal(idx, np.concatenate([i1, i2], 1))
     np.testing.assert_array_equal(z, z2)
     assert idx.min() >= 0 and idx.max() < m.V and z.dtype == np.float32

@@ -89,7 +89,8 @@ def _make_tile(mr, accumulate):
                 for u in range(ku):
                     step(builder.add(base, ir.Constant(i64, u)) if u else base, u)
             if ku > 1:
-                with cgutils.for_range_slice(builder, builder.mul(kmain, ir.Constant(i64, ku)), K_, ir.Constant(i64, 1)) as (k, _):
+                ktail = builder.mul(kmain, ir.Constant(i64, ku))
+                with cgutils.for_range_slice(builder, ktail, K_, ir.Constant(i64, 1)) as (k, _):
                     step(k, 0)
             for r in range(mr):
                 for v in range(2):
@@ -277,15 +278,15 @@ def pack_units(W, P):
 
 
 @jit
-def gates_nt(ab, H, K, g0, g1, u0, u1, M, pa, lda, Pf, pc, ldc, scratch):
-    """C[:M, g H + u0 : g H + u1] = A[:M, :K] @ W[g H + u0 : g H + u1].T for gates g0:g1, with Pf
-    from pack_gates. A at pa, C at pc (addresses of their rows' column 0), row strides lda, ldc."""
-    isz = Pf.itemsize
+def gates_nt(ab, H, K, g0, g1, u0, u1, M, pa, lda, pp, pc, ldc, scratch):
+    """C[:M, g H + u0 : g H + u1] = A[:M, :K] @ W[g H + u0 : g H + u1].T for gates g0:g1, with the
+    panels of pack_gates at address pp. A at pa, C at pc (addresses of their rows' column 0), row
+    strides lda, ldc."""
+    isz = scratch.itemsize
     nr = 64 // isz
     npan = (H + nr - 1) // nr
     for g in range(g0, g1):
-        mm(ab, M, K, pa, lda, Pf.ctypes.data + g * npan * K * nr * isz, K * nr, u0, u1,
-           pc + g * H * isz, ldc, False, scratch)
+        mm(ab, M, K, pa, lda, pp + g * npan * K * nr * isz, K * nr, u0, u1, pc + g * H * isz, ldc, False, scratch)
 
 
 @jit

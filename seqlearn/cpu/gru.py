@@ -105,11 +105,11 @@ def _forward(xg, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, nth):
         ph = hs.ctypes.data + ((t * B + b0) * H) * isz
         pa = a.ctypes.data + b0 * GH * isz
         if not cho:
-            _gemm.gates_nt(ab, H, H, 0, 3, u0, u1, Bc, ph, H, Pf, pa, GH, scratch)
+            _gemm.gates_nt(ab, H, H, 0, 3, u0, u1, Bc, ph, H, Pf.ctypes.data, pa, GH, scratch)
             for b in range(b0, b1):
                 _cell_forward_torch(xg[t, b], a[b], b_hh, gates[t, b], hs[t, b], hs[t + 1, b], hn[t, b], H, u0, u1)
         else:
-            _gemm.gates_nt(ab, H, H, 0, 2, 0, H, Bc, ph, H, Pf, pa, GH, scratch)
+            _gemm.gates_nt(ab, H, H, 0, 2, 0, H, Bc, ph, H, Pf.ctypes.data, pa, GH, scratch)
             for b in range(b0, b1):
                 ar = a[b]
                 xr = xg[t, b]
@@ -122,8 +122,8 @@ def _forward(xg, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, nth):
                     gr[j] = r
                     gr[Hu + j] = z
                     hnr[j] = r * hp[j]
-            _gemm.gates_nt(ab, H, H, 2, 3, 0, H, Bc, hn.ctypes.data + ((t * B + b0) * H) * isz, H, Pf, pa, GH,
-                           scratch)
+            phn = hn.ctypes.data + ((t * B + b0) * H) * isz
+            _gemm.gates_nt(ab, H, H, 2, 3, 0, H, Bc, phn, H, Pf.ctypes.data, pa, GH, scratch)
             for b in range(b0, b1):
                 ar = a[b]
                 xr = xg[t, b]

@@ -87,7 +87,7 @@ def _forward(xg, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1, u0, u
             cs[0, b, j] = c0[b, j]
     gen = barrier(bar, nth, 0)
     for t in range(T):
-        _gemm.gates_nt(ab, H, H, 0, 4, u0, u1, b1 - b0, hs.ctypes.data + ((t * B + b0) * H) * isz, H, Pf,
+        _gemm.gates_nt(ab, H, H, 0, 4, u0, u1, b1 - b0, hs.ctypes.data + ((t * B + b0) * H) * isz, H, Pf.ctypes.data,
                        a.ctypes.data + b0 * GH * isz, GH, scratch)
         for b in range(b0, b1):
             _cell_forward(xg[t, b], a[b], b_hh, p, peep, cs[t, b], gates[t, b], cs[t + 1, b], tcs[t, b],

@@ -28,7 +28,7 @@ def _forward(xg, Pf, b_hh, h0, hs, a, b0, b1):
         for j in range(H):
             hs[0, b, j] = h0[b, j]
     for t in range(T):
-        _gemm.gates_nt(ab, H, H, 0, 1, 0, H, b1 - b0, hs.ctypes.data + ((t * B + b0) * H) * isz, H, Pf,
+        _gemm.gates_nt(ab, H, H, 0, 1, 0, H, b1 - b0, hs.ctypes.data + ((t * B + b0) * H) * isz, H, Pf.ctypes.data,
                        a.ctypes.data + b0 * H * isz, H, scratch)
         for b in range(b0, b1):
             ar = a[b]

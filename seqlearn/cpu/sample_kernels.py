@@ -14,15 +14,19 @@ and the state after it: calls chain, so text can be generated and streamed in bl
 The pick is seqlearn.sample.pick's rule in float64 (temperature, then top-k, softmax, top-p with
 a stable sort, then the first cdf entry >= u * total). One step per character: for every layer
 one product for the input (a column gather for one-hot input) and one for the recurrence (two for
-GRU "cho"), a fused pointwise update, then the head product. All products go through the same
-BLAS as the training kernels, one thread (gemv for a single sequence).
+GRU "cho"), the pointwise update (the training kernels' loops), then the head product. The
+products run against the weights packed once per sampling run (``pack``; _gemm.py), so each
+weight is read once per character for all N sequences.
 """
 import math
 
 import numpy as np
 
+from . import _gemm
 from ._act import sigmoid_, tanh_
-from ._blas import N_, T_, consts, rgemm, rgemv
+from .gru import _cell_forward_torch
+from .lstm import _cell_forward
+from ._blas import consts
 from ._jit import jit
 from ._sync import barrier
 from . import _threads
@@ -31,22 +35,12 @@ KINDS = {"lstm": 0, "gru": 1, "rnn": 2}
 
 
 @jit
-def _xwt(ab, N, O, K, px, pw, Y, c0, tmp):
-    """Y[:, c0:c0 + O] = X (N, K) @ W.T for W (O, K) row-major at pw, X contiguous at px.
-    OpenBLAS's gemm is slow for so few rows (it packs W on every call: one row took 188 us for a
-    1024 x 256 W against 18 us as a gemv), so: one gemv per row for N < 4, else W @ X.T as one
-    gemm into tmp (2x faster than X @ W.T here) and a transpose into Y."""
-    isz = Y.itemsize
-    ldy = Y.shape[1]
-    if N < 4:
-        for n in range(N):
-            rgemv(ab, O, K, pw, K, px + n * K * isz, False, Y.ctypes.data + (n * ldy + c0) * isz)
-    else:
-        rgemm(ab, N_, T_, O, N, K, pw, K, px, K, False, tmp.ctypes.data, N)
-        for n in range(N):
-            y = Y[n]
-            for o in range(O):
-                y[c0 + o] = tmp[o * N + n]
+def _proj(ab, N, H, K, g0, g1, u0, u1, px, pp, Y, scratch):
+    """Y[:, g H + u0 : g H + u1] = X (N, K) @ W[g H + u0 : g H + u1].T for gates g0:g1, X contiguous
+    at px, W packed at pp (see pack): each weight is read once for all N rows. (OpenBLAS's gemm
+    packs W on every call: 66-76 us for 1-8 rows of a 1024 x 256 W against 18 us for one gemv;
+    the packed one-row tile matches the gemv, 15 us, and N rows cost far less than N gemvs.)"""
+    _gemm.gates_nt(ab, H, K, g0, g1, u0, u1, N, px, K, pp, Y.ctypes.data, Y.shape[1], scratch)
 
 
 @jit
@@ -104,23 +98,26 @@ def _pick(zr, u, temperature, top_k, top_p, argmax, p):
 
 @jit
 def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, u, temperature, top_k,
-              top_p, argmax, idx, ax, ah, xe, rh, p64, tmp, u0, u1, bar, nth):
+              top_p, argmax, idx, ax, ah, xe, rh, p64, P, poffs, dec_p, u0, u1, bar, nth):
     """One thread's share of the generation loop: units u0:u1 of every layer (all of them when
     nth = 1). offs (L, 5): element offsets of W_ih, W_hh, b_ih, b_hh, peepholes (-1: none).
     h2 (2, L, N, H): the hidden state, double-buffered (step s reads h2[s % 2], writes the other,
     so a partner thread's product never sees half an update); c (L, N, H) is updated in place
     (only its own units). ax, ah (shared): own units written and read by this thread only. z, idx,
     xe, p64 are this thread's own: every thread computes the whole head and the same picks
-    (identical arithmetic), so the only synchronisation is a barrier after each layer."""
+    (identical arithmetic), so the only synchronisation is a barrier after each layer. P, poffs
+    (L, 2), dec_p: packed W_ih, W_hh per layer and decoder (see pack; unused for N = 1)."""
     _, L, N, _ = h2.shape
     G = ax.shape[1] // H
-    GH = G * H
-    nu = u1 - u0
     length = u.shape[0]
     ab = consts(z)
     isz = z.itemsize
-    base = flat.ctypes.data
     one = z.dtype.type(1.0)
+    pbase = P.ctypes.data
+    scratch = np.empty(_gemm.MAX_ROWS * 64 // isz, z.dtype)
+    gt = np.empty(G * H, z.dtype)       # one row's activated gates, new c, tanh(c) (own units)
+    cw = np.empty(H, z.dtype)
+    tw = np.empty(H, z.dtype)
     gen = 0
     for s in range(length):
         hold = h2[s % 2]
@@ -146,23 +143,21 @@ def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, 
                     K, px = E, xe.ctypes.data
                 else:
                     K, px = H, hnew.ctypes.data + (k - 1) * N * H * isz
-                if nu == H:
-                    _xwt(ab, N, GH, K, px, base + o_ih * isz, ax, 0, tmp)
-                else:
-                    for g in range(G):
-                        _xwt(ab, N, nu, K, px, base + (o_ih + (g * H + u0) * K) * isz, ax, g * H + u0, tmp)
+                _proj(ab, N, H, K, 0, G, u0, u1, px, pbase + poffs[k, 0] * isz, ax, scratch)
                 for n in range(N):
                     for g in range(G):
                         for j in range(g * H + u0, g * H + u1):
                             ax[n, j] += flat[o_bih + j]
             # recurrent product(s) and the pointwise update
             if kind == 1 and cho:           # nth = 1 here (two dependent products)
-                _xwt(ab, N, 2 * H, H, hk.ctypes.data, base + o_hh * isz, ah, 0, tmp)
+                _proj(ab, N, H, H, 0, 2, 0, H, hk.ctypes.data, pbase + poffs[k, 1] * isz, ah,
+                      scratch)
                 for n in range(N):
                     for j in range(H):
                         r = sigmoid_(ax[n, j] + ah[n, j] + flat[o_bhh + j])
                         rh[n, j] = r * hk[n, j]
-                _xwt(ab, N, H, H, rh.ctypes.data, base + (o_hh + 2 * H * H) * isz, ah, 2 * H, tmp)
+                _proj(ab, N, H, H, 2, 3, 0, H, rh.ctypes.data, pbase + poffs[k, 1] * isz, ah,
+                      scratch)
                 for n in range(N):
                     for j in range(H):
                         zg = sigmoid_(ax[n, H + j] + ah[n, H + j] + flat[o_bhh + H + j])
@@ -170,42 +165,25 @@ def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, 
                         hq[n, j] = (one - zg) * ng + zg * hk[n, j]
                 gen = barrier(bar, nth, gen)
                 continue
-            if nu == H:
-                _xwt(ab, N, GH, H, hk.ctypes.data, base + o_hh * isz, ah, 0, tmp)
-            else:
-                for g in range(G):
-                    _xwt(ab, N, nu, H, hk.ctypes.data, base + (o_hh + (g * H + u0) * H) * isz, ah, g * H + u0, tmp)
+            _proj(ab, N, H, H, 0, G, u0, u1, hk.ctypes.data, pbase + poffs[k, 1] * isz, ah,
+                  scratch)
             for n in range(N):
                 if kind == 0:
                     ck = c[k]
+                    op = max(o_p, 0)
+                    _cell_forward(ax[n], ah[n], flat[o_bhh:o_bhh + 4 * H], flat[op:op + 3 * H].reshape(3, H), peep,
+                                  ck[n], gt, cw, tw, hq[n], H, u0, u1)
                     for j in range(u0, u1):
-                        cp = ck[n, j]
-                        ai = ax[n, j] + ah[n, j] + flat[o_bhh + j]
-                        af = ax[n, H + j] + ah[n, H + j] + flat[o_bhh + H + j]
-                        ao = ax[n, 3 * H + j] + ah[n, 3 * H + j] + flat[o_bhh + 3 * H + j]
-                        if peep:
-                            ai += flat[o_p + j] * cp
-                            af += flat[o_p + H + j] * cp
-                        i = sigmoid_(ai)
-                        f = sigmoid_(af)
-                        g = tanh_(ax[n, 2 * H + j] + ah[n, 2 * H + j] + flat[o_bhh + 2 * H + j])
-                        cn = f * cp + i * g
-                        if peep:
-                            ao += flat[o_p + 2 * H + j] * cn
-                        ck[n, j] = cn
-                        hq[n, j] = sigmoid_(ao) * tanh_(cn)
+                        ck[n, j] = cw[j]
                 elif kind == 1:
-                    for j in range(u0, u1):
-                        r = sigmoid_(ax[n, j] + ah[n, j] + flat[o_bhh + j])
-                        zg = sigmoid_(ax[n, H + j] + ah[n, H + j] + flat[o_bhh + H + j])
-                        ng = tanh_(ax[n, 2 * H + j] + r * (ah[n, 2 * H + j] + flat[o_bhh + 2 * H + j]))
-                        hq[n, j] = (one - zg) * ng + zg * hk[n, j]
+                    _cell_forward_torch(ax[n], ah[n], flat[o_bhh:o_bhh + 3 * H], gt, hk[n], hq[n], tw, H, u0, u1)
                 else:
                     for j in range(u0, u1):
                         hq[n, j] = tanh_(ax[n, j] + ah[n, j] + flat[o_bhh + j])
             gen = barrier(bar, nth, gen)
         # head (every thread, whole)
-        _xwt(ab, N, V, H, hnew.ctypes.data + (L - 1) * N * H * isz, base + dec_off * isz, z, 0, tmp)
+        _proj(ab, N, V, H, 0, 1, 0, V, hnew.ctypes.data + (L - 1) * N * H * isz, pbase + dec_p * isz, z,
+              scratch)
         for n in range(N):
             for v in range(V):
                 z[n, v] += flat[dec_off + V * H + v]
@@ -216,8 +194,35 @@ def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, 
 SPLIT_MIN_BYTES = 1 << 20
 
 
-def generate(model, z, state, u, temperature=1.0, top_k=0, top_p=1.0, argmax=False):
-    """See the module docstring."""
+def pack(model):
+    """The weights of a cpu model packed for the products of generation (_gemm.py): (P, poffs,
+    dec_p), poffs (L, 2) the element offsets in P of each layer's W_ih (-1: a one-hot first layer,
+    gathered from the weights as stored) and W_hh, dec_p the decoder's. Valid while the weights do
+    not change: pass it to every generate call of one sampling run (N does not matter)."""
+    dt = model.dtype
+    L, H, G, V, E = model.L, model.H, model.cell_impl.G, model.V, model.E
+    poffs = np.full((L, 2), -1, np.int64)
+    jobs, total = [], 0
+    for k in range(L):
+        for i, name in enumerate(("weight_ih", "weight_hh")):
+            W = model.params[f"rnn.{name}_l{k}"]
+            if i == 0 and k == 0 and E == 0:
+                continue
+            poffs[k, i] = total
+            jobs.append((W, G, total))
+            total += _gemm.packed_size(G, H, W.shape[1], dt)
+    dec_p = total
+    jobs.append((model.params["decoder.weight"], 1, total))
+    total += _gemm.packed_size(1, V, H, dt)
+    P = np.zeros(total, dt)
+    for W, g, off in jobs:
+        _gemm.pack_gates(np.ascontiguousarray(W), g, P[off:])
+    return P, poffs, dec_p
+
+
+def generate(model, z, state, u, temperature=1.0, top_k=0, top_p=1.0, argmax=False, packed=None):
+    """See the module docstring. packed: pack(model, N) from an earlier call of the same sampling
+    run (packed here when None)."""
     if model.device != "cpu":
         raise ValueError("sample_kernels.generate needs a model on device 'cpu'")
     dt = model.dtype
@@ -255,12 +260,12 @@ def generate(model, z, state, u, temperature=1.0, top_k=0, top_p=1.0, argmax=Fal
     rh = np.zeros((N, H), dt)
     own = [(z if k == 0 else z.copy(), np.zeros((N, length), np.int64), np.zeros((N, max(E, 1)), dt),
             np.zeros(model.V, np.float64)) for k in range(nth)]
-    tmp_size = N * max(G * H, model.V) if N >= 4 else 1
+    P, poffs, dec_p = pack(model) if packed is None else packed
     common = (model.flat, offs, t["encoder.weight"][0] if E else -1, E, t["decoder.weight"][0], model.V, H,
               KINDS[model.cell], model.gru_variant == "cho", model.peephole)
     opts = (float(temperature), int(top_k), float(top_p), bool(argmax))
-    _threads.run_sync(_generate, [common + (zk, h2, c, u) + opts + (ik, ax, ah, xk, rh, pk, np.empty(tmp_size, dt), u0, u1, bar, nth)
-                                  for (zk, ik, xk, pk), (u0, u1) in zip(own, parts)])
+    _threads.run_sync(_generate, [common + (zk, h2, c, u) + opts + (ik, ax, ah, xk, rh, pk, P, poffs, dec_p)
+                                  + (u0, u1, bar, nth) for (zk, ik, xk, pk), (u0, u1) in zip(own, parts)])
     h = np.ascontiguousarray(h2[length % 2])
     idx = own[0][1]
     return idx, z, ((h, c) if model.cell == "lstm" else h)
