@@ -71,3 +71,24 @@ def test_gates_and_units(dt, G, H, M):
         want2 = np.ones_like(C2)
         want2[:, u0:u1] += (D[:, k0:] @ W[k0:])[:, u0:u1]
         assert rel(C2, want2) < TOL[dt]
+
+
+@pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
+@pytest.mark.parametrize("split_k_max", [0, 1 << 30], ids=["output-rows", "rows-of-N"])
+@pytest.mark.parametrize("nthreads", [1, 3])
+def test_wgrad_splits(dt, split_k_max, nthreads, monkeypatch):
+    """dW += d.T @ x, db += d.sum(0), split by output rows or by the N rows (partial sums added)."""
+    from seqlearn.cpu import _blas, _threads
+    monkeypatch.setattr(_threads, "NUM_THREADS", nthreads)
+    monkeypatch.setattr(_threads, "MIN_WROWS", 1)
+    monkeypatch.setattr(_blas, "SPLIT_K_MAX", split_k_max)
+    rng = np.random.default_rng(7)
+    d = rng.standard_normal((37, 12)).astype(dt)
+    x = rng.standard_normal((37, 5)).astype(dt)
+    dW0 = rng.standard_normal((12, 5)).astype(dt)
+    db0 = rng.standard_normal(12).astype(dt)
+    for _ in range(2):                              # twice: the kept partial buffer is reused
+        dW, db = dW0.copy(), db0.copy()
+        _blas.wgrad(d, x, dW, db, consts(d))
+        assert rel(dW, dW0 + d.T @ x) < TOL[dt]
+        assert rel(db, db0 + d.sum(0)) < TOL[dt]
