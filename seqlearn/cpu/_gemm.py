@@ -22,6 +22,21 @@ from ._jit import jit
 
 MAX_ROWS = 6
 
+# Explicit signatures for the products (compiled once per dtype, eagerly): callers pass literal
+# gate ranges and flags, which would otherwise compile one copy of the whole chain per
+# combination (3 copies of gates_nt for the GRU alone).
+_i = types.intp
+_b = types.boolean
+
+
+def _sigs(*args):
+    """One signature per dtype; 'v' stands for a 1-D array of it, 'w' for a 2-D one."""
+    out = []
+    for dt in (types.float32, types.float64):
+        conv = {"v": types.Array(dt, 1, "C"), "w": types.Array(dt, 2, "C")}
+        out.append(types.void(*[conv.get(a, a) for a in args]))
+    return out
+
 
 def _vec_consts(dt):
     isz = dt.bitwidth // 8
@@ -109,7 +124,7 @@ _t6a, _t4a, _t2a, _t1a = (_make_tile(m, True) for m in (6, 4, 2, 1))
 _t6z, _t4z, _t2z, _t1z = (_make_tile(m, False) for m in (6, 4, 2, 1))
 
 
-@jit
+@jit(_sigs("v", _i, _b, _i, _i, _i, _i, _i, _i))
 def _rows(ab, mr, accumulate, pa, lda, pp, pc, ldc, K):
     if accumulate:
         if mr == 6:
@@ -169,7 +184,7 @@ def _store(typingctx, like, addr, q, val):
     return types.void(like, addr, q, val), codegen
 
 
-@jit
+@jit(_sigs("v", _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _b, "v"))
 def mm(ab, M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, accumulate, scratch):
     """C[:M, c0:c1] = (C +) A[:M, :K] @ Wp[:, c0:c1]: Wp the packed panels at pp (panel jp holds
     columns jp NR ... jp NR + NR - 1, K x NR, panels pstride elements apart). A at pa, row stride
@@ -277,7 +292,7 @@ def pack_units(W, P):
     _threads.run(pack_cols, [(W, 0, W.shape[1], P, 0, lo, hi) for lo, hi in _threads.chunks(npan, 1)])
 
 
-@jit
+@jit(_sigs("v", _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, "v"))
 def gates_nt(ab, H, K, g0, g1, u0, u1, M, pa, lda, pp, pc, ldc, scratch):
     """C[:M, g H + u0 : g H + u1] = A[:M, :K] @ W[g H + u0 : g H + u1].T for gates g0:g1, with the
     panels of pack_gates at address pp. A at pa, C at pc (addresses of their rows' column 0), row
@@ -289,7 +304,7 @@ def gates_nt(ab, H, K, g0, g1, u0, u1, M, pa, lda, pp, pc, ldc, scratch):
         mm(ab, M, K, pa, lda, pp + g * npan * K * nr * isz, K * nr, u0, u1, pc + g * H * isz, ldc, False, scratch)
 
 
-@jit
+@jit(_sigs("v", _i, _i, _i, _i, _i, _i, _i, _i, "v", _i, _i, _b, "v"))
 def units_nn(ab, KW, k0, K, u0, u1, M, pa, lda, Pb, pc, ldc, accumulate, scratch):
     """C[:M, u0:u1] (+)= A[:M, :K] @ W[k0:k0+K, u0:u1], with Pb from pack_units of W (KW, H).
     A at pa (its column 0 meets W's row k0), C at pc (column 0: unit 0)."""
