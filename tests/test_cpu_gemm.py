@@ -19,7 +19,7 @@ def rel(a, b):
 
 @pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
 @pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 6, 7, 13, 32])
-@pytest.mark.parametrize("n,K", [(16, 7), (37, 19), (64, 128), (5, 3)])
+@pytest.mark.parametrize("n,K", [(16, 7), (37, 19), (64, 128), (5, 3), (20, 600)])   # 600: 3 K blocks
 @pytest.mark.parametrize("accumulate", [False, True], ids=["overwrite", "accumulate"])
 def test_mm_rows_panels(dt, M, n, K, accumulate):
     rng = np.random.default_rng(M * 1000 + n * 10 + K)
