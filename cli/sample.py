@@ -61,16 +61,13 @@ def sample(run_or_checkpoint, length, temperature, top_k, top_p, argmax, prime, 
     sampler = Sampler(model, seed=seed)
     sampler.encode_prime(prime)                      # unknown characters: one-line error up front
     kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, argmax=argmax)
-    out = click.get_text_stream("stdout")
-    if num_samples == 1:
-        out.write(prime)
+    if num_samples == 1:                             # streamed: click.echo flushes every write
+        click.echo(prime, nl=False)
         for idx in sampler.generate(length, 1, prime, **kw):
-            out.write(model.vocab[idx[0]])
-            out.flush()
-        out.write("\n")
+            click.echo(model.vocab[idx[0]], nl=False)
+        click.echo("")
     else:
         for k, text in enumerate(sampler.sample(length, num_samples, prime, **kw)):
             if k:
-                out.write("\n" + "-" * 40 + "\n")
-            out.write(prime + text + "\n")
-    out.flush()
+                click.echo("\n" + "-" * 40)
+            click.echo(prime + text)
