@@ -328,6 +328,25 @@ def test_read_only_install_still_works(tmp_path):
     assert any(tmp.rglob("*.nbi")), "kernels should be cached in the temp dir"
 
 
+def test_stale_kernels_dropped_when_any_source_changes(tmp_path):
+    """A cached kernel inlines functions of other modules of the package, but numba checks only
+    its own file: kernels cached under another hash of the package's sources are removed, kernels
+    under the current hash are kept, unwritable directories are left alone."""
+    from seqlearn.cpu import _jit
+    stale, fresh, locked = tmp_path / "stale", tmp_path / "fresh", tmp_path / "missing"
+    for d, digest in ((stale, "0" * 40), (fresh, _jit.source_digest())):
+        d.mkdir()
+        (d / _jit.STAMP).write_text(digest)
+        (d / "lstm._forward-36.py311.nbi").write_text("index")
+        (d / "lstm._forward-36.py311.1.nbc").write_text("code")
+        (d / "other.txt").write_text("not a kernel")
+    _jit.drop_stale([str(stale), str(fresh), str(locked)])
+    assert sorted(p.name for p in stale.iterdir()) == sorted([_jit.STAMP, "other.txt"])
+    assert (stale / _jit.STAMP).read_text() == _jit.source_digest()
+    assert len(list(fresh.iterdir())) == 4
+    assert not locked.exists()
+
+
 def test_no_writable_cache_at_all_compiles_without_cache(monkeypatch):
     from seqlearn.cpu import _jit
 

@@ -6,7 +6,15 @@ else wherever ``NUMBA_CACHE_DIR`` points; if none of them is writable, decoratin
 ``cache=True`` raises. A read-only installation must still import, so on that error the cache is
 moved to a private directory under the system temp dir, and if even that fails the kernels are
 compiled without a cache (slower start, same results).
+
+numba decides whether a cached kernel is current from its own source file's time stamp only. A
+kernel that calls (and inlines) a function of another module of this package would keep the old
+callee after only that module changed (an edited checkout, an editable install after a pull).
+So at import the package's sources are hashed, and wherever the recorded hash differs, this
+package's cached kernels are removed (they compile again once).
 """
+import glob
+import hashlib
 import os
 import tempfile
 
@@ -19,6 +27,64 @@ from numba.core import config
 OPTIONS = dict(nogil=True, error_model="numpy", fastmath={"contract"})
 
 _fallback = {"dir": None, "disabled": False}
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+STAMP = "seqlearn-cpu-sources.sha1"
+
+
+def source_digest():
+    """Hash of this package's sources and the numba version."""
+    h = hashlib.sha1(numba.__version__.encode())
+    for p in sorted(glob.glob(os.path.join(_PKG_DIR, "*.py"))):
+        h.update(os.path.basename(p).encode())
+        with open(p, "rb") as f:
+            h.update(f.read())
+    return h.hexdigest()
+
+
+def _subpath():
+    from numba.core.caching import _CacheLocator
+    return _CacheLocator.get_suitable_cache_subpath(os.path.join(_PKG_DIR, "_jit.py"))
+
+
+def cache_dirs():
+    """The directories numba may keep this package's kernels in: beside the sources, under
+    NUMBA_CACHE_DIR (or the fallback directory), under the user-wide numba cache."""
+    dirs = [os.path.join(_PKG_DIR, "__pycache__")]
+    if config.CACHE_DIR:
+        dirs.append(os.path.join(config.CACHE_DIR, _subpath()))
+    try:
+        from numba.misc.appdirs import AppDirs
+        dirs.append(os.path.join(AppDirs(appname="numba", appauthor=False).user_cache_dir, _subpath()))
+    except Exception:  # noqa: BLE001 - no user-wide cache location: nothing to check there
+        pass
+    return dirs
+
+
+def drop_stale(dirs, digest=None):
+    """Remove this package's cached kernels (*.nbi, *.nbc) from every directory of dirs whose
+    recorded source hash differs from digest, and record digest there. Unwritable directories
+    are left alone (numba does not use them either)."""
+    digest = digest or source_digest()
+    for path in dirs:
+        stamp = os.path.join(path, STAMP)
+        try:
+            with open(stamp) as f:
+                if f.read().strip() == digest:
+                    continue
+        except OSError:
+            pass
+        if not os.path.isdir(path) or not os.access(path, os.W_OK):
+            continue
+        try:
+            for f in glob.glob(os.path.join(path, "*.nb[ic]")):
+                os.remove(f)
+            with open(stamp, "w") as f:
+                f.write(digest)
+        except OSError:
+            pass
+
+
+drop_stale(cache_dirs())
 
 
 def _temp_cache_dir():
@@ -50,6 +116,7 @@ def jit(fn=None, **kw):
             try:
                 _fallback["dir"] = _temp_cache_dir()
                 config.CACHE_DIR = _fallback["dir"]
+                drop_stale([os.path.join(_fallback["dir"], _subpath())])
             except OSError:
                 _fallback["disabled"] = True
         if not _fallback["disabled"]:
