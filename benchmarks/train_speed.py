@@ -15,7 +15,6 @@ FLOPs per step: per layer and time step forward 2*B*G*H*(I+H) (G = 4 lstm, 3 gru
 one-hot first layer, H above), training = 3x forward, plus the head 3*2*B*H*V per time step.
 """
 import argparse
-import math
 import sys
 import time
 

@@ -125,7 +125,7 @@ def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, 
         for n in range(N):
             idx[n, s] = _pick(z[n], u[s, n], temperature, top_k, top_p, argmax, p64)
         for k in range(L):
-            o_ih, o_hh, o_bih, o_bhh, o_p = offs[k, 0], offs[k, 1], offs[k, 2], offs[k, 3], offs[k, 4]
+            o_ih, o_bih, o_bhh, o_p = offs[k, 0], offs[k, 2], offs[k, 3], offs[k, 4]
             hk = hold[k]
             hq = hnew[k]
             # input projection ax = W_ih x + b_ih (own units of every gate)
