@@ -181,12 +181,9 @@ def _wgrad_split_k(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, ab, bar, nth):
     N, O = d2.shape
     I = x2.shape[1]
     isz = d2.itemsize
-    if k == 0:
-        rgemm(ab, T_, N_, O, I, n1 - n0, d2.ctypes.data + n0 * O * isz, O, x2.ctypes.data + n0 * I * isz, I,
-              True, dW.ctypes.data, I)
-    else:
-        rgemm(ab, T_, N_, O, I, n1 - n0, d2.ctypes.data + n0 * O * isz, O, x2.ctypes.data + n0 * I * isz, I,
-              False, tmp[k - 1].ctypes.data, I)
+    dst = dW.ctypes.data if k == 0 else tmp[max(k - 1, 0)].ctypes.data
+    rgemm(ab, T_, N_, O, I, n1 - n0, d2.ctypes.data + n0 * O * isz, O, x2.ctypes.data + n0 * I * isz, I,
+          k == 0, dst, I)
     s = tdb[k]
     for o in range(O):
         s[o] = 0

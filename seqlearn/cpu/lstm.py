@@ -1,8 +1,8 @@
 """LSTM forward and backward through time, jitted (same equations as seqlearn/ref/lstm.py).
 
 Per step: one product ``h_{t-1} @ W_hh.T`` for all four gates into a preallocated (B, 4H) buffer,
-then one fused loop for the nonlinearities and the state update. Backward: one fused loop and one
-product ``da @ W_hh`` per step; ``dW_hh`` is one product over all steps after the loop.
+then simple vectorised loops for the nonlinearities and the state update (_cell_forward).
+Backward: a few such loops (_cell_backward) and one product ``da @ W_hh`` per step; ``dW_hh`` is one product over all steps after the loop.
 The per-step products run against W_hh packed once per call (_gemm.py: "Pf" for the forward,
 "Pb" for the backward). The batch is split into chunks, or the units into slices, that run their
 whole time loop on separate threads (see _threads.py). The workspace also keeps tanh(c_t)
@@ -87,8 +87,9 @@ def _forward(xg, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1, u0, u
             cs[0, b, j] = c0[b, j]
     gen = barrier(bar, nth, 0)
     for t in range(T):
-        _gemm.gates_nt(ab, H, H, 0, 4, u0, u1, b1 - b0, hs.ctypes.data + ((t * B + b0) * H) * isz, H, Pf.ctypes.data,
-                       a.ctypes.data + b0 * GH * isz, GH, scratch)
+        ph = hs.ctypes.data + ((t * B + b0) * H) * isz
+        _gemm.gates_nt(ab, H, H, 0, 4, u0, u1, b1 - b0, ph, H, Pf.ctypes.data, a.ctypes.data + b0 * GH * isz, GH,
+                       scratch)
         for b in range(b0, b1):
             _cell_forward(xg[t, b], a[b], b_hh, p, peep, cs[t, b], gates[t, b], cs[t + 1, b], tcs[t, b],
                           hs[t + 1, b], H, u0, u1)
