@@ -1,6 +1,6 @@
 """The packed small-row products of the cpu backend (seqlearn/cpu/_gemm.py) against numpy.
 
-Shapes cover every register tile (1, 2, 4 and 6 rows and their mixtures), partial panels at either
+Shapes cover every register tile (1 to 6 rows and their mixtures), partial panels at either
 end of a column range, column ranges that start inside a panel (unit slices of a thread), a
 K sub-range of the packed rows, overwrite and accumulate, float64 and float32."""
 import numpy as np
@@ -18,7 +18,7 @@ def rel(a, b):
 
 
 @pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
-@pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 6, 7, 13, 32])
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 6, 7, 9, 13, 16, 19, 32])
 @pytest.mark.parametrize("n,K", [(16, 7), (37, 19), (64, 128), (5, 3), (20, 600)])   # 600: 3 K blocks
 @pytest.mark.parametrize("accumulate", [False, True], ids=["overwrite", "accumulate"])
 def test_mm_rows_panels(dt, M, n, K, accumulate):

@@ -54,7 +54,7 @@ def nr_of(dtype):
 
 
 def _make_tile(mr, accumulate):
-    ku = 4 if mr == 1 else (2 if mr == 2 else 1)
+    ku = 4 if mr == 1 else (2 if mr <= 3 else 1)   # 8-12 independent accumulators
 
     @intrinsic
     def tile(typingctx, ab, pa, lda, pp, pc, ldc, K):
@@ -131,8 +131,8 @@ def _make_tile(mr, accumulate):
     return tile
 
 
-_t6a, _t4a, _t2a, _t1a = (_make_tile(m, True) for m in (6, 4, 2, 1))
-_t6z, _t4z, _t2z, _t1z = (_make_tile(m, False) for m in (6, 4, 2, 1))
+_t6a, _t5a, _t4a, _t3a, _t2a, _t1a = (_make_tile(m, True) for m in (6, 5, 4, 3, 2, 1))
+_t6z, _t5z, _t4z, _t3z, _t2z, _t1z = (_make_tile(m, False) for m in (6, 5, 4, 3, 2, 1))
 
 
 @jit(_sigs("v", _i, _b, _i, _i, _i, _i, _i, _i))
@@ -140,8 +140,12 @@ def _rows(ab, mr, accumulate, pa, lda, pp, pc, ldc, K):
     if accumulate:
         if mr == 6:
             _t6a(ab, pa, lda, pp, pc, ldc, K)
+        elif mr == 5:
+            _t5a(ab, pa, lda, pp, pc, ldc, K)
         elif mr == 4:
             _t4a(ab, pa, lda, pp, pc, ldc, K)
+        elif mr == 3:
+            _t3a(ab, pa, lda, pp, pc, ldc, K)
         elif mr == 2:
             _t2a(ab, pa, lda, pp, pc, ldc, K)
         else:
@@ -149,8 +153,12 @@ def _rows(ab, mr, accumulate, pa, lda, pp, pc, ldc, K):
     else:
         if mr == 6:
             _t6z(ab, pa, lda, pp, pc, ldc, K)
+        elif mr == 5:
+            _t5z(ab, pa, lda, pp, pc, ldc, K)
         elif mr == 4:
             _t4z(ab, pa, lda, pp, pc, ldc, K)
+        elif mr == 3:
+            _t3z(ab, pa, lda, pp, pc, ldc, K)
         elif mr == 2:
             _t2z(ab, pa, lda, pp, pc, ldc, K)
         else:
@@ -158,15 +166,22 @@ def _rows(ab, mr, accumulate, pa, lda, pp, pc, ldc, K):
 
 
 @jit
+def _sixes_fives(x):
+    """Whether x rows split into tiles of 6 and 5 rows exactly."""
+    return x == 0 or x >= 20 or x % 5 == 0 or x % 6 == 0 or x == 11 or x == 16 or x == 17
+
+
+@jit
 def _next_rows(left):
-    """Rows of the next tile: sixes while they leave no remainder of 2 or 4 awkwardly, then 4, 2, 1."""
-    if left >= 10 or left == 6:
+    """Rows of the next tile: 6 or 5 (10-12 accumulators: the FMAs never wait) while the rest still
+    splits into 6s and 5s, else 4; 1-4 rows left: one tile of them."""
+    if left <= 4:
+        return left
+    if left >= 6 and _sixes_fives(left - 6):
         return 6
-    if left >= 4:
-        return 4
-    if left >= 2:
-        return 2
-    return 1
+    if _sixes_fives(left - 5):
+        return 5
+    return 4
 
 
 @intrinsic
