@@ -345,6 +345,14 @@ def test_stale_kernels_dropped_when_any_source_changes(tmp_path):
     assert (stale / _jit.STAMP).read_text() == _jit.source_digest()
     assert len(list(fresh.iterdir())) == 4
     assert not locked.exists()
+    # the directory numba will use first is created and stamped before any kernel lands there,
+    # so the next process keeps what this one compiles
+    first = tmp_path / "new" / "cpu_x"
+    _jit.drop_stale([str(first), str(locked)])
+    assert (first / _jit.STAMP).read_text() == _jit.source_digest() and not locked.exists()
+    (first / "k.nbi").write_text("index")
+    _jit.drop_stale([str(first)])
+    assert (first / "k.nbi").exists()
 
 
 def test_no_writable_cache_at_all_compiles_without_cache(monkeypatch):

@@ -47,25 +47,29 @@ def _subpath():
 
 
 def cache_dirs():
-    """The directories numba may keep this package's kernels in: beside the sources, under
-    NUMBA_CACHE_DIR (or the fallback directory), under the user-wide numba cache."""
-    dirs = [os.path.join(_PKG_DIR, "__pycache__")]
-    if config.CACHE_DIR:
-        dirs.append(os.path.join(config.CACHE_DIR, _subpath()))
+    """The directories numba may keep this package's kernels in, the one it uses first: under
+    NUMBA_CACHE_DIR (or the fallback directory), else beside the sources when that is writable,
+    else under the user-wide numba cache; then the others."""
+    intree = os.path.join(_PKG_DIR, "__pycache__")
+    dirs = [os.path.join(config.CACHE_DIR, _subpath())] if config.CACHE_DIR else []
     try:
         from numba.misc.appdirs import AppDirs
-        dirs.append(os.path.join(AppDirs(appname="numba", appauthor=False).user_cache_dir, _subpath()))
+        userwide = [os.path.join(AppDirs(appname="numba", appauthor=False).user_cache_dir, _subpath())]
     except Exception:  # noqa: BLE001 - no user-wide cache location: nothing to check there
-        pass
-    return dirs
+        userwide = []
+    if os.access(intree if os.path.isdir(intree) else _PKG_DIR, os.W_OK):
+        return dirs + [intree] + userwide
+    return dirs + userwide + [intree]
 
 
 def drop_stale(dirs, digest=None):
     """Remove this package's cached kernels (*.nbi, *.nbc) from every directory of dirs whose
-    recorded source hash differs from digest, and record digest there. Unwritable directories
-    are left alone (numba does not use them either)."""
+    recorded source hash differs from digest, and record digest there. The first directory is
+    created if missing (numba will cache there; a kernel cached before the hash is recorded would
+    otherwise be dropped by the next process); unwritable directories are left alone (numba does
+    not use them either)."""
     digest = digest or source_digest()
-    for path in dirs:
+    for n, path in enumerate(dirs):
         stamp = os.path.join(path, STAMP)
         try:
             with open(stamp) as f:
@@ -73,9 +77,11 @@ def drop_stale(dirs, digest=None):
                     continue
         except OSError:
             pass
-        if not os.path.isdir(path) or not os.access(path, os.W_OK):
-            continue
         try:
+            if n == 0:
+                os.makedirs(path, exist_ok=True)
+            if not os.path.isdir(path) or not os.access(path, os.W_OK):
+                continue
             for f in glob.glob(os.path.join(path, "*.nb[ic]")):
                 os.remove(f)
             with open(stamp, "w") as f:
