@@ -4,13 +4,14 @@ OpenBLAS repacks both operands on every call. For a time step's product (16-64 r
 all of W_hh) that repacking of W, T times per sequence, is what kept it at 50-80 GFLOP/s per core.
 Here W is packed once per call of a forward or backward (``pack_rows`` / ``pack_cols``) into
 panels of NR columns (NR = two 256-bit vectors: 16 float32 or 8 float64), each panel K x NR
-contiguous, zero-padded to whole panels; ``mm`` then runs register tiles of up to 6 rows x NR
-columns over K (``_tile``: LLVM IR with explicit vectors and fused multiply-adds, 12 accumulators
-for 6 rows, kept in registers), reading each panel once per 6 rows of A.
+contiguous, zero-padded to whole panels; ``mm`` then runs register tiles of 1 to 6 rows x NR
+columns over K (``_make_tile``: LLVM IR with explicit vectors and fused multiply-adds, kept in
+registers), reading each panel once per tile of rows of A. Rows are split into tiles of 6 and 5
+where they can (12 and 10 accumulators); tiles of 1 to 3 rows (generation, remainders) keep 4 or
+2 independent accumulator sets over K, so the fused multiply-adds do not wait on each other.
 
 Addresses are byte addresses (``arr.ctypes.data + offset``) as for rgemm in _blas.py; ``ab`` is
-``consts()`` of the dtype and carries it. Tiles with 1 or 2 rows (generation, remainders) keep
-4 or 2 independent accumulator sets over K, so the fused multiply-adds do not wait on each other.
+``consts()`` of the dtype and carries it.
 """
 import numpy as np
 from llvmlite import ir
