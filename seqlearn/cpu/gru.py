@@ -116,12 +116,10 @@ def _forward(xg, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, nth):
                 gr = gates[t, b]
                 hp = hs[t, b]
                 hnr = hn[t, b]
+                for j in range(H2u):        # r, z (simple loops vectorise, see _cell_forward_torch)
+                    gr[j] = sigmoid_(xr[j] + ar[j] + b_hh[j])
                 for j in range(Hu):
-                    r = sigmoid_(xr[j] + ar[j] + b_hh[j])
-                    z = sigmoid_(xr[Hu + j] + ar[Hu + j] + b_hh[Hu + j])
-                    gr[j] = r
-                    gr[Hu + j] = z
-                    hnr[j] = r * hp[j]
+                    hnr[j] = gr[j] * hp[j]
             phn = hn.ctypes.data + ((t * B + b0) * H) * isz
             _gemm.gates_nt(ab, H, H, 2, 3, 0, H, Bc, phn, H, Pf.ctypes.data, pa, GH, scratch)
             for b in range(b0, b1):
@@ -130,11 +128,11 @@ def _forward(xg, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, nth):
                 gr = gates[t, b]
                 hp = hs[t, b]
                 hq = hs[t + 1, b]
+                for j in range(H2u, H2u + Hu):
+                    gr[j] = tanh_(xr[j] + ar[j] + b_hh[j])
                 for j in range(Hu):
-                    n = tanh_(xr[H2u + j] + ar[H2u + j] + b_hh[H2u + j])
                     z = gr[Hu + j]
-                    gr[H2u + j] = n
-                    hq[j] = (one - z) * n + z * hp[j]
+                    hq[j] = (one - z) * gr[H2u + j] + z * hp[j]
         gen = barrier(bar, nth, gen)
 
 
@@ -182,7 +180,8 @@ def _backward_cho(hs, gates, Pb, dhs, dh, drh, dxg, dh0, b0, b1):
                 d = dr[j] + dhb[j]
                 dx[Hu + j] = d * (hp[j] - n) * z * (one - z)
                 dx[H2u + j] = d * (one - z) * (one - n * n)
-                dhb[j] = d * z
+            for j in range(Hu):
+                dhb[j] = (dr[j] + dhb[j]) * gr[Hu + j]
         pdx = dxg.ctypes.data + ((t * B + b0) * GH) * isz
         # drh = dan @ W_hn
         _gemm.units_nn(ab, GH, 2 * H, H, 0, H, Bc, pdx + 2 * H * isz, GH, Pb, drh.ctypes.data + b0 * H * isz, H,
