@@ -87,7 +87,7 @@ def test_wgrad_splits(dt, split_k_max, nthreads, monkeypatch):
     x = rng.standard_normal((37, 5)).astype(dt)
     dW0 = rng.standard_normal((12, 5)).astype(dt)
     db0 = rng.standard_normal(12).astype(dt)
-    for _ in range(2):                              # twice: the kept partial buffer is reused
+    for _ in range(2):                              # twice: memory of the first call, reused uninitialised, must not leak in
         dW, db = dW0.copy(), db0.copy()
         _blas.wgrad(d, x, dW, db, consts(d))
         assert rel(dW, dW0 + d.T @ x) < TOL[dt]

@@ -181,7 +181,10 @@ def _wgrad_split_k(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, ab, bar, nth):
     N, O = d2.shape
     I = x2.shape[1]
     isz = d2.itemsize
-    dst = dW.ctypes.data if k == 0 else tmp[max(k - 1, 0)].ctypes.data
+    if k == 0:
+        dst = dW.ctypes.data
+    else:
+        dst = tmp[k - 1].ctypes.data
     rgemm(ab, T_, N_, O, I, n1 - n0, d2.ctypes.data + n0 * O * isz, O, x2.ctypes.data + n0 * I * isz, I,
           k == 0, dst, I)
     s = tdb[k]
@@ -202,18 +205,6 @@ def _wgrad_split_k(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, ab, bar, nth):
             db[o] += tdb[p, o]
 
 
-_tmp = {}
-
-
-def _partials(nth, O, I, dtype):
-    """(nth - 1, O, I) buffer for the partial products, kept for the next call of the same shape."""
-    key = (nth, O, I, np.dtype(dtype).str)
-    if key not in _tmp:
-        _tmp.clear()
-        _tmp[key] = np.empty((nth - 1, O, I), dtype)
-    return _tmp[key]
-
-
 # Weight-gradient products are split over the N (= T B) rows, each thread a partial dW that is
 # summed afterwards, while dW has at most this many elements; above it, by output rows. Measured
 # (LSTM shapes, quiet machine, 2 threads, GFLOP/s, rows of N / output rows): (3200 x 1024)^T @
@@ -230,7 +221,7 @@ def wgrad(d2, x2, dW, db, ab):
     parts = _threads.chunks(N, _threads.MIN_WROWS)
     if len(parts) > 1 and O * I <= SPLIT_K_MAX:
         nth = len(parts)
-        tmp = _partials(nth, O, I, d2.dtype)
+        tmp = np.empty((nth - 1, O, I), d2.dtype)     # per call: concurrent models never share it
         tdb = np.empty((nth, O), d2.dtype)
         bar = np.zeros(8, np.int64)
         rows = [(O * k // nth, O * (k + 1) // nth) for k in range(nth)]
