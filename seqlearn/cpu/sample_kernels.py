@@ -100,7 +100,7 @@ def _pick(zr, u, temperature, top_k, top_p, argmax, p):
 def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, u, temperature, top_k,
               top_p, argmax, idx, ax, ah, xe, rh, p64, P, poffs, dec_p, u0, u1, bar, nth):
     """One thread's share of the generation loop: units u0:u1 of every layer (all of them when
-    nth = 1). offs (L, 5): element offsets of W_ih, W_hh, b_ih, b_hh, peepholes (-1: none).
+    nth = 1). offs (L, 4): element offsets of W_ih, b_ih, b_hh, peepholes (-1: none).
     h2 (2, L, N, H): the hidden state, double-buffered (step s reads h2[s % 2], writes the other,
     so a partner thread's product never sees half an update); c (L, N, H) is updated in place
     (only its own units). ax, ah (shared): own units written and read by this thread only. z, idx,
@@ -125,7 +125,7 @@ def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, 
         for n in range(N):
             idx[n, s] = _pick(z[n], u[s, n], temperature, top_k, top_p, argmax, p64)
         for k in range(L):
-            o_ih, o_bih, o_bhh, o_p = offs[k, 0], offs[k, 2], offs[k, 3], offs[k, 4]
+            o_ih, o_bih, o_bhh, o_p = offs[k, 0], offs[k, 1], offs[k, 2], offs[k, 3]
             hk = hold[k]
             hq = hnew[k]
             # input projection ax = W_ih x + b_ih (own units of every gate)
@@ -240,9 +240,9 @@ def generate(model, z, state, u, temperature=1.0, top_k=0, top_p=1.0, argmax=Fal
     if h.shape != (model.L, N, model.H):
         raise ValueError(f"state must have shape {(model.L, N, model.H)}")
     t = model.table
-    offs = np.full((model.L, 5), -1, np.int64)
+    offs = np.full((model.L, 4), -1, np.int64)       # W_hh: read from the packed panels only
     for k in range(model.L):
-        for i, name in enumerate(("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_pi")):
+        for i, name in enumerate(("weight_ih", "bias_ih", "bias_hh", "weight_pi")):
             key = f"rnn.{name}_l{k}"
             if key in t:
                 offs[k, i] = t[key][0]
