@@ -14,12 +14,14 @@ Addresses are byte addresses (``arr.ctypes.data + offset``) as for rgemm in _bla
 ``consts()`` of the dtype and carries it.
 """
 import numpy as np
+from llvmlite import binding as _ll
 from llvmlite import ir
+from numba import carray
 from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._jit import jit
+from ._jit import cfunc, jit
 
 MAX_ROWS = 6
 # Lines (k steps) ahead that a tile prefetches its panel: helps where W_hh does not fit the L3
@@ -211,12 +213,9 @@ def _store(typingctx, like, addr, q, val):
     return types.void(like, addr, q, val), codegen
 
 
-@jit(_sigs("v", _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _b, "v"))
-def mm(ab, M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, accumulate, scratch):
-    """C[:M, c0:c1] = (C +) A[:M, :K] @ Wp[:, c0:c1]: Wp the packed panels at pp (panel jp holds
-    columns jp NR ... jp NR + NR - 1, K x NR, panels pstride elements apart). A at pa, row stride
-    lda; C at pc (its column 0), row stride ldc (elements). Panels that c0:c1 covers only in part go
-    through scratch (MAX_ROWS x NR elements of the dtype)."""
+@jit
+def _mm(ab, M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, accumulate, scratch):
+    """The body of mm (see there), compiled once per dtype into a C-callable function below."""
     isz = scratch.itemsize
     nr = 64 // isz
     for jp in range(c0 // nr, (c1 + nr - 1) // nr):
@@ -242,6 +241,64 @@ def mm(ab, M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, accumulate, scratch):
                     for j in range(lo, hi):
                         _store(scratch, crow, j, scratch[r * nr + j - jp * nr])
             i += mr
+
+
+# numba optimises a kernel together with everything it calls, so every kernel that called the
+# tiles directly compiled them again (0.35 s per kernel and dtype: a trivial wrapper of mm took
+# 0.38 s). The product is therefore compiled once per dtype as a C-callable function, registered
+# with LLVM under a fixed name (as the BLAS symbols in _blas.py), and called through that name
+# (_call_mm): an opaque call once per product, nothing to inline. Both are registered when this
+# module is imported, before any kernel that calls them is compiled or loaded from the cache.
+_MM_CSIG = types.void(*([types.intp] * 11 + [types.voidptr]))
+
+
+def _mm_c32(M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, accumulate, ps):
+    s = carray(ps, (MAX_ROWS * 16,), np.float32)
+    _mm(s, M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, accumulate != 0, s)
+
+
+def _mm_c64(M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, accumulate, ps):
+    s = carray(ps, (MAX_ROWS * 8,), np.float64)
+    _mm(s, M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, accumulate != 0, s)
+
+
+_MM_C = {}
+
+
+def _register_mm(dtype_name):
+    """Compile (or load) the C-callable product for a dtype and register its name with LLVM."""
+    f = cfunc(_MM_CSIG)(_mm_c32 if dtype_name == "f32" else _mm_c64)
+    _ll.add_symbol("seqlearn_mm_" + dtype_name, f.address)
+    _MM_C[dtype_name] = f       # keeps it (and its address) alive
+
+
+_register_mm("f32")
+_register_mm("f64")
+
+
+@intrinsic
+def _call_mm(typingctx, ab, M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, acc, ps):
+    """Call the registered product of ab's dtype (integer arguments; ps: the scratch address)."""
+    sig = types.void(ab, M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, acc, ps)
+    name = "seqlearn_mm_f32" if ab.dtype == types.float32 else "seqlearn_mm_f64"
+
+    def codegen(context, builder, sig, args):
+        i64 = ir.IntType(64)
+        i8p = ir.IntType(8).as_pointer()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i64] * 11 + [i8p]), name)
+        vals = [context.cast(builder, v, t, types.int64) for v, t in zip(args[1:], sig.args[1:])]
+        builder.call(fn, vals[:11] + [builder.inttoptr(vals[11], i8p)])
+        return context.get_dummy_value()
+    return sig, codegen
+
+
+@jit(_sigs("v", _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _b, "v"))
+def mm(ab, M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, accumulate, scratch):
+    """C[:M, c0:c1] = (C +) A[:M, :K] @ Wp[:, c0:c1]: Wp the packed panels at pp (panel jp holds
+    columns jp NR ... jp NR + NR - 1, K x NR, panels pstride elements apart). A at pa, row stride
+    lda; C at pc (its column 0), row stride ldc (elements). Panels that c0:c1 covers only in part go
+    through scratch (MAX_ROWS x NR elements of the dtype)."""
+    _call_mm(ab, M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, 1 if accumulate else 0, scratch.ctypes.data)
 
 
 @jit

@@ -102,19 +102,11 @@ def _temp_cache_dir():
     return path
 
 
-def jit(fn=None, **kw):
-    """``numba.njit(cache=True, **OPTIONS)``, falling back as described above. ``jit(sigs)`` with
-    a list of signatures compiles (or loads) exactly those, eagerly."""
-    if fn is None:
-        return lambda f: jit(f, **kw)
-    if isinstance(fn, list):
-        return lambda f: jit(f, _sigs=fn, **kw)
-    sigs = kw.pop("_sigs", None)
-    opts = dict(OPTIONS, **kw)
-    njit = (lambda **o: numba.njit(sigs, **o)) if sigs else numba.njit
+def _cached(make):
+    """make(cache) -> compiled function, with cache=True where numba can cache (see above)."""
     if not _fallback["disabled"]:
         try:
-            return njit(cache=True, **opts)(fn)
+            return make(True)
         except RuntimeError as e:       # "cannot cache function ...: no locator available"
             if "cannot cache" not in str(e):
                 raise
@@ -127,7 +119,27 @@ def jit(fn=None, **kw):
                 _fallback["disabled"] = True
         if not _fallback["disabled"]:
             try:
-                return njit(cache=True, **opts)(fn)
+                return make(True)
             except RuntimeError:
                 _fallback["disabled"] = True
-    return njit(cache=False, **opts)(fn)
+    return make(False)
+
+
+def jit(fn=None, **kw):
+    """``numba.njit(cache=True, **OPTIONS)``, falling back as described above. ``jit(sigs)`` with
+    a list of signatures compiles (or loads) exactly those, eagerly."""
+    if fn is None:
+        return lambda f: jit(f, **kw)
+    if isinstance(fn, list):
+        return lambda f: jit(f, _sigs=fn, **kw)
+    sigs = kw.pop("_sigs", None)
+    opts = dict(OPTIONS, **kw)
+    njit = (lambda **o: numba.njit(sigs, **o)) if sigs else numba.njit
+    return _cached(lambda cache: njit(cache=cache, **opts)(fn))
+
+
+def cfunc(sig):
+    """``numba.cfunc(sig)`` with the options and the cache of jit: a C-callable function, compiled
+    (or loaded) now; its ``address`` stays valid while it lives."""
+    opts = {k: v for k, v in OPTIONS.items() if k != "nogil"}
+    return lambda fn: _cached(lambda cache: numba.cfunc(sig, cache=cache, **opts)(fn))
