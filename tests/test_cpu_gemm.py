@@ -92,3 +92,29 @@ def test_wgrad_splits(dt, split_k_max, nthreads, monkeypatch):
         _blas.wgrad(d, x, dW, db, consts(d))
         assert rel(dW, dW0 + d.T @ x) < TOL[dt]
         assert rel(db, db0 + d.sum(0)) < TOL[dt]
+
+
+@pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
+@pytest.mark.parametrize("n", [1, 15, 16, 1000, 70001])
+def test_zeros_aligned(dt, n):
+    a = _gemm.zeros_aligned(n, dt)
+    assert a.shape == (n,) and a.dtype == dt and a.ctypes.data % 64 == 0 and not a.any()
+
+
+@pytest.mark.parametrize("cell,H", [("lstm", 37), ("gru", 10), ("rnn", 16)])
+def test_packed_weights_start_on_cache_lines(cell, H):
+    """Every packed panel block starts on a 64-byte line (a panel row is one line), in the training
+    workspaces and in generation's buffer, whose one-hot block holds W_ih[:, x] + b_ih as row x."""
+    import seqlearn
+    from seqlearn.cpu import gru, lstm, rnn, sample_kernels
+    ws = {"lstm": lstm, "gru": gru, "rnn": rnn}[cell].workspace(3, 2, H, np.float32)
+    assert ws["Pf"].ctypes.data % 64 == 0 and ws["Pb"].ctypes.data % 64 == 0
+    m = seqlearn.CharLM([chr(33 + i) for i in range(7)], cell=cell, hidden_size=H, num_layers=2, device="cpu",
+                        seed=1)
+    P, poffs, dec_p = sample_kernels.pack(m)
+    for off in list(poffs.ravel()) + [dec_p]:
+        assert (P.ctypes.data + off * P.itemsize) % 64 == 0
+    GH = m.params["rnn.weight_ih_l0"].shape[0]
+    for x in range(7):
+        row = P[poffs[0, 0] + x * GH:poffs[0, 0] + (x + 1) * GH]
+        np.testing.assert_array_equal(row, m.params["rnn.weight_ih_l0"][:, x] + m.params["rnn.bias_ih_l0"])

@@ -356,6 +356,16 @@ def panels(n, dtype):
     return (n + nr - 1) // nr
 
 
+def zeros_aligned(n, dtype, align=64):
+    """A zeroed 1-D array of n elements whose data starts on an align-byte boundary. numpy's
+    large arrays start 16 bytes past a page, so every 64-byte row of a panel straddled two cache
+    lines and one of its two vector loads per k step was a split load."""
+    isz = np.dtype(dtype).itemsize
+    buf = np.zeros(n + align // isz, dtype)
+    k = (-buf.ctypes.data % align) // isz
+    return buf[k:k + n]
+
+
 def packed_size(G, H, K, dtype):
     """Elements of the panels of G gates of H units each, over K."""
     return G * panels(H, dtype) * nr_of(dtype) * K

@@ -26,8 +26,8 @@ def workspace(T, B, H, dtype):
         "gates": z(T, B, G * H),    # activated r, z, n
         "hn": z(T, B, H),           # torch: W_hn h + b_hn; cho: r * h_prev
         "a": z(B, G * H),           # recurrent products of one step
-        "Pf": z(_gemm.packed_size(G, H, H, dtype)),        # W_hh packed for h @ W_hh.T (_gemm.py)
-        "Pb": z(_gemm.packed_size(1, H, G * H, dtype)),    # and for d @ W_hh
+        "Pf": _gemm.zeros_aligned(_gemm.packed_size(G, H, H, dtype), dtype),        # W_hh packed for h @ W_hh.T (_gemm.py)
+        "Pb": _gemm.zeros_aligned(_gemm.packed_size(1, H, G * H, dtype), dtype),    # and for d @ W_hh
         "dh": z(B, H),              # carried dh
         "drh": z(B, H),             # cho: dan @ W_hn
         # torch backward adds "dhg" (T, B, 3H) on first use: the gradient w.r.t. the recurrent

@@ -27,8 +27,8 @@ def workspace(T, B, H, dtype):
         "gates": np.zeros((T, B, G * H), dtype),  # activated i, f, g, o
         "tcs": np.zeros((T, B, H), dtype),        # tanh(c_t)
         "a": np.zeros((B, G * H), dtype),         # recurrent product of one step
-        "Pf": np.zeros(_gemm.packed_size(G, H, H, dtype), dtype),      # W_hh packed for h @ W_hh.T
-        "Pb": np.zeros(_gemm.packed_size(1, H, G * H, dtype), dtype),  # and for da @ W_hh
+        "Pf": _gemm.zeros_aligned(_gemm.packed_size(G, H, H, dtype), dtype),      # W_hh packed for h @ W_hh.T
+        "Pb": _gemm.zeros_aligned(_gemm.packed_size(1, H, G * H, dtype), dtype),  # and for da @ W_hh
         "dh": np.zeros((B, H), dtype),            # carried dh, dc in backward
         "dc": np.zeros((B, H), dtype),
     }

@@ -14,8 +14,8 @@ G = 1
 
 def workspace(T, B, H, dtype):
     return {"hs": np.zeros((T + 1, B, H), dtype), "a": np.zeros((B, H), dtype),
-            "dh": np.zeros((B, H), dtype), "Pf": np.zeros(_gemm.packed_size(1, H, H, dtype), dtype),
-            "Pb": np.zeros(_gemm.packed_size(1, H, H, dtype), dtype)}
+            "dh": np.zeros((B, H), dtype), "Pf": _gemm.zeros_aligned(_gemm.packed_size(1, H, H, dtype), dtype),
+            "Pb": _gemm.zeros_aligned(_gemm.packed_size(1, H, H, dtype), dtype)}
 
 
 @jit

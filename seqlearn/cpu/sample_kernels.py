@@ -131,10 +131,10 @@ def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, 
             # input projection ax = W_ih x + b_ih (own units of every gate)
             if k == 0 and E == 0:
                 for n in range(N):
-                    x = idx[n, s]
+                    row = poffs[0, 0] + idx[n, s] * G * H     # W_ih[:, x] + b_ih, contiguous
                     for g in range(G):
                         for j in range(g * H + u0, g * H + u1):
-                            ax[n, j] = flat[o_ih + j * V + x] + flat[o_bih + j]
+                            ax[n, j] = P[row + j]
             else:
                 if k == 0:
                     for n in range(N):
@@ -196,17 +196,25 @@ SPLIT_MIN_BYTES = 1 << 20
 
 def pack(model):
     """The weights of a cpu model packed for the products of generation (_gemm.py): (P, poffs,
-    dec_p), poffs (L, 2) the element offsets in P of each layer's W_ih (-1: a one-hot first layer,
-    gathered from the weights as stored) and W_hh, dec_p the decoder's. Valid while the weights do
-    not change: pass it to every generate call of one sampling run (N does not matter)."""
+    dec_p), poffs (L, 2) the element offsets in P of each layer's W_ih and W_hh, dec_p the
+    decoder's. A one-hot first layer's W_ih is stored transposed with b_ih added, (V, G H): the
+    projection of token x is one contiguous row (a column of W_ih touched a cache line per gate
+    row, 4 H lines per character). P starts on a cache line, and so does every block in it.
+    Valid while the weights do not change: pass it to every generate call of one sampling run (N
+    does not matter)."""
     dt = model.dtype
     L, H, G, V, E = model.L, model.H, model.cell_impl.G, model.V, model.E
     poffs = np.full((L, 2), -1, np.int64)
     jobs, total = [], 0
+    onehot = None
     for k in range(L):
         for i, name in enumerate(("weight_ih", "weight_hh")):
             W = model.params[f"rnn.{name}_l{k}"]
             if i == 0 and k == 0 and E == 0:
+                onehot = (W.T + model.params["rnn.bias_ih_l0"]).astype(dt)   # (V, G H): row x is W_ih x + b_ih
+                poffs[k, i] = total
+                line = 64 // onehot.itemsize           # the panels after it start on a cache line
+                total += -(-onehot.size // line) * line
                 continue
             poffs[k, i] = total
             jobs.append((W, G, total))
@@ -214,7 +222,9 @@ def pack(model):
     dec_p = total
     jobs.append((model.params["decoder.weight"], 1, total))
     total += _gemm.packed_size(1, V, H, dt)
-    P = np.zeros(total, dt)
+    P = _gemm.zeros_aligned(total, dt)
+    if onehot is not None:
+        P[poffs[0, 0]:poffs[0, 0] + onehot.size] = onehot.ravel()
     for W, g, off in jobs:
         _gemm.pack_gates(np.ascontiguousarray(W), g, P[off:])
     return P, poffs, dec_p
