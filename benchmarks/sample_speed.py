@@ -76,7 +76,8 @@ def main(argv=None):
     ap.add_argument("--hidden", type=int, nargs="+", default=[256, 512])
     ap.add_argument("--layers", type=int, default=2)
     ap.add_argument("--num", type=int, nargs="+", default=[1, 4, 16], help="sequences at once (seqlearn)")
-    ap.add_argument("--chars", type=int, default=400, help="characters per timed block")
+    ap.add_argument("--block-seconds", type=float, default=0.2,
+                    help="length of every timed block (characters per block chosen to match)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
@@ -100,39 +101,42 @@ def main(argv=None):
                             device="cpu", seed=0)
         params = {k: np.array(v) for k, v in m.params.items()}
         rng = np.random.default_rng(0)
-        n = args.chars
-
         packed = sk.pack(m)   # packed once per run, as Sampler does
 
-        def ours(N=1, n=n):
+        def ours(n, N=1):
             sk.generate(m, np.zeros((N, V), np.float32), None, rng.random((n, N)), packed=packed)
 
-        ours(1, 2)
-        tr = None
+        impls = {"ours": ours, "numpy": lambda n: numpy_loop(params, H, args.layers, n, rng)}
         if torch is not None:
             rnn = torch.nn.LSTM(V, H, args.layers, batch_first=True)
             dec = torch.nn.Linear(H, V)
             gen = torch.Generator().manual_seed(0)
-            tr = lambda: torch_loop(torch, rnn, dec, n // 4, gen)  # noqa: E731  (slow: fewer chars)
-            tr()
-        nl = lambda: numpy_loop(params, H, args.layers, n // 2, rng)  # noqa: E731
+            impls["torch"] = lambda n: torch_loop(torch, rnn, dec, n, gen)
+        # Blocks of the same length in time for every implementation: after the pause, the first
+        # milliseconds run slowly (two threads lost up to 9 ms per block here), which a short block
+        # would pay per character far more than a long one.
+        count = {}
+        for name, fn in impls.items():
+            fn(5)
+            t0 = time.perf_counter()
+            fn(20)
+            count[name] = max(20, int(args.block_seconds / ((time.perf_counter() - t0) / 20)))
         t = {"ours": [], "torch": [], "numpy": []}
         for _ in range(args.repeats):
-            for name, fn, cnt in (("ours", ours, n), ("torch", tr, n // 4), ("numpy", nl, n // 2)):
-                if fn is None:
-                    continue
+            for name, fn in impls.items():
                 settle()
                 t0 = time.perf_counter()
-                fn()
-                t[name].append((time.perf_counter() - t0) / cnt * 1e6)
+                fn(count[name])
+                t[name].append((time.perf_counter() - t0) / count[name] * 1e6)
         thr = []
         for N in args.num:
-            ours(N, 2)
+            n = max(20, count["ours"] // N)
+            ours(2, N)
             ts = []
             for _ in range(args.repeats):
                 settle()
                 t0 = time.perf_counter()
-                ours(N)
+                ours(n, N)
                 ts.append(time.perf_counter() - t0)
             thr.append(N * n / median(ts))
         o = median(t["ours"])
