@@ -55,3 +55,22 @@ def test_generate_float32_and_blocks_chain():
     np.testing.assert_array_equal(idx, np.concatenate([i1, i2], 1))
     np.testing.assert_array_equal(z, z2)
     assert idx.min() >= 0 and idx.max() < m.V and z.dtype == np.float32
+
+
+def test_sampler_blocks_grow_without_changing_the_text(monkeypatch):
+    """The cpu Sampler calls the kernel with blocks that double (BLOCK .. BLOCK_MAX): the random
+    draws and so the text are those of one call, and of the generic step-by-step path."""
+    import seqlearn.sample as S
+    m = seqlearn.CharLM("abcdefgh\n", cell="gru", hidden_size=12, num_layers=2, device="cpu", seed=4,
+                        dtype="float64")
+    generic = S.Sampler(m, seed=3, fast=False).sample(150, num=2, prime="ab")
+    monkeypatch.setattr(S, "BLOCK", 3)
+    monkeypatch.setattr(S, "BLOCK_MAX", 16)
+    calls = []
+    real = sk.generate
+    monkeypatch.setattr(sk, "generate", lambda *a, **k: calls.append(a[3].shape[0]) or real(*a, **k))
+    grown = S.Sampler(m, seed=3).sample(150, num=2, prime="ab")
+    assert calls[:4] == [3, 6, 12, 16] and sum(calls) == 150
+    monkeypatch.setattr(S, "BLOCK", 1000)
+    one = S.Sampler(m, seed=3).sample(150, num=2, prime="ab")
+    assert grown == one == generic
