@@ -118,3 +118,25 @@ def test_packed_weights_start_on_cache_lines(cell, H):
     for x in range(7):
         row = P[poffs[0, 0] + x * GH:poffs[0, 0] + (x + 1) * GH]
         np.testing.assert_array_equal(row, m.params["rnn.weight_ih_l0"][:, x] + m.params["rnn.bias_ih_l0"])
+
+
+@pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
+def test_packing_on_threads_matches_one_thread(dt, monkeypatch):
+    """Packing is split over the threads only for large W (PACK_THREADS_MIN); both ways agree,
+    also where K is not a multiple of pack_cols' 32-row blocks."""
+    from seqlearn.cpu import _threads
+    monkeypatch.setattr(_threads, "NUM_THREADS", 3)
+    rng = np.random.default_rng(11)
+    G, H = 4, 37
+    W = rng.standard_normal((G * H, H + 3)).astype(dt)
+    out = {}
+    for lim in (1 << 40, 0):
+        monkeypatch.setattr(_gemm, "PACK_THREADS_MIN", lim)
+        Pf = np.full(_gemm.packed_size(G, H, H + 3, dt), np.nan, dt)
+        Pb = np.full(_gemm.packed_size(1, H + 3, G * H, dt), np.nan, dt)
+        _gemm.pack_gates(W, G, Pf)
+        _gemm.pack_units(W, Pb)
+        out[lim] = (Pf, Pb)
+    for a, b in zip(out[1 << 40], out[0]):
+        assert not np.isnan(a).any()
+        np.testing.assert_array_equal(a, b)
