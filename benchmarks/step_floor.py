@@ -68,6 +68,7 @@ def main(argv=None):
     top = (rng.standard_normal((T * Bh, H)) * 0.5).astype(dt)
     dtop = np.zeros_like(top)
 
+    prev_threads = _threads.NUM_THREADS
     _threads.set_num_threads(1)
     ph = {}
     ph["input gather (both threads' rows)"] = best(lambda: ops.project_onehot(W_ih, b, x, xg))
@@ -96,6 +97,7 @@ def main(argv=None):
         m.forward_backward(xs, ys)
         opt.step()
     real = best(step, 9)
+    _threads.set_num_threads(prev_threads)
     print(f"# {machine()}; {today()}; load average {os.getloadavg()[0]:.2f}")
     print(f"# LSTM H={H} L=1 B={B} T={T} V={V} float32; each phase alone on one thread with {Bh} of the {B} rows "
           f"(gather, scatter, optimizer: whole); medians")

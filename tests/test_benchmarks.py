@@ -1,0 +1,67 @@
+"""The cpu benchmark scripts run end to end on tiny configurations and print their tables (their
+numbers are measurements, never asserted; with PyTorch installed the comparison columns run too)."""
+import importlib.util
+import os
+import re
+import sys
+
+import pytest
+
+BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+
+
+def _load(name):
+    sys.path.insert(0, BENCH)
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(BENCH, f"{name}.py"))
+        mod = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(mod)
+        return mod
+    finally:
+        sys.path.remove(BENCH)
+
+
+@pytest.fixture
+def no_pause(monkeypatch):
+    sys.path.insert(0, BENCH)
+    import common
+    sys.path.remove(BENCH)
+    monkeypatch.setattr(common, "SETTLE_S", 0.0)
+    monkeypatch.setattr(common, "sgemm_peak", lambda n=2048, reps=3, _f=common.sgemm_peak: _f(256, 1))
+
+
+def _torch():
+    return importlib.util.find_spec("torch") is not None
+
+
+def test_train_speed_prints_a_row(capsys, no_pause):
+    mod = _load("train_speed")
+    mod.sgemm_peak = sys.modules["common"].sgemm_peak
+    mod.main(["--config", "lstm:16,1,4,5", "--seconds", "0.2", "--repeats", "1"])
+    out = capsys.readouterr().out
+    row = [ln for ln in out.splitlines() if ln.startswith("lstm")]
+    assert len(row) == 1 and ("|" in row[0])
+    if _torch():
+        assert re.search(r"\|\s+\d+\.\d\d$", row[0]), row[0]       # the ratio column
+
+
+def test_sample_speed_prints_both_sizes(capsys, no_pause):
+    mod = _load("sample_speed")
+    mod.copy_bandwidth = lambda mib=256, reps=5, _f=mod.copy_bandwidth: _f(8, 1)
+    mod.main(["--hidden", "16", "24", "--num", "1", "2", "--repeats", "1", "--block-seconds", "0.01"])
+    out = capsys.readouterr().out
+    rows = [ln for ln in out.splitlines() if re.match(r"\s+(16|24) \|", ln)]
+    assert len(rows) == 2 and all(len(r.split("|")) == 5 for r in rows), out
+
+
+def test_step_floor_sums_the_phases(capsys):
+    from seqlearn.cpu import _threads
+    before = _threads.NUM_THREADS
+    mod = _load("step_floor")
+    mod.main(["--hidden", "16", "--batch", "4", "--seq-len", "5"])
+    assert _threads.NUM_THREADS == before
+    out = capsys.readouterr().out
+    phases = [float(m.group(1)) for m in re.finditer(r"^(?!floor|measured).*?\s([\d.]+) ms$", out, re.M)]
+    floor = float(re.search(r"^floor \(sum\)\s+([\d.]+) ms", out, re.M).group(1))
+    assert len(phases) == 7 and abs(sum(phases) - floor) < 0.01
+    assert re.search(r"^measured step \(2 threads\)\s+[\d.]+ ms", out, re.M)
