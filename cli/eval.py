@@ -7,7 +7,7 @@ from seqlearn.checkpoint import load
 from seqlearn.data import DataError, Vocab, describe_unknown, eval_chunks, evaluate, read_text
 
 from .errors import friendly
-from .options import device_option
+from .options import device_option, threads_option
 from .sample import resolve_checkpoint
 
 
@@ -21,6 +21,7 @@ from .sample import resolve_checkpoint
               help="Parallel streams (the text is cut into this many pieces, state carried within each).")
 @click.option("--seq-len", type=click.IntRange(min=1), default=100, show_default=True)
 @device_option()
+@threads_option()
 @friendly
 def eval_(run_or_checkpoint, text, unk, encoding, batch, seq_len, device):
     """Print nats, bits per character and perplexity of RUN_OR_CHECKPOINT on TEXT.

@@ -1,4 +1,7 @@
 """Options shared by several commands, defined once."""
+import os
+import sys
+
 import click
 
 from seqlearn.model import CELLS, VARIANTS
@@ -29,3 +32,20 @@ def model_options(fn=None, *, hidden=128, layers=2):
 def device_option(default="cpu"):
     return click.option("--device", type=click.Choice(["cpu", "cuda", "ref"]), default=default,
                         show_default=True, help="Backend: cpu (Numba), cuda (numba.cuda GPU) or ref (numpy).")
+
+
+def _set_threads(ctx, param, value):
+    if value is not None:
+        os.environ["SEQLEARN_NUM_THREADS"] = str(value)       # read when seqlearn.cpu is imported
+        threads = sys.modules.get("seqlearn.cpu._threads")
+        if threads is not None:                               # already imported: set it now
+            threads.set_num_threads(value)
+    return value
+
+
+def threads_option():
+    """--threads N: worker threads of the cpu backend (like OMP_NUM_THREADS / torch.set_num_threads)."""
+    return click.option("--threads", type=click.IntRange(min=1), default=None, expose_value=False,
+                        callback=_set_threads,
+                        help="Threads of the cpu backend [default: the CPUs this process may use, or "
+                             "SEQLEARN_NUM_THREADS].")

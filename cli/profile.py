@@ -4,7 +4,7 @@ import json
 import click
 
 from .errors import friendly
-from .options import device_option, model_options
+from .options import device_option, threads_option, model_options
 
 
 @click.command()
@@ -29,6 +29,7 @@ from .options import device_option, model_options
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of TEXT.")
 @device_option()
+@threads_option()
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of the table.")
 @click.option("--trace", "trace", type=click.Path(dir_okay=False, writable=True),
               help="Write a Chrome trace (chrome://tracing, Perfetto) of the instrumented steps to FILE.")

@@ -8,7 +8,7 @@ from seqlearn.data import read_text
 from seqlearn.sample import Sampler, check_options
 
 from .errors import friendly
-from .options import device_option
+from .options import device_option, threads_option
 
 
 def resolve_checkpoint(path):
@@ -40,6 +40,7 @@ def resolve_checkpoint(path):
 @click.option("--seed", type=int, default=0, show_default=True, help="The same seed gives the same text.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Encoding of --prime-file.")
 @device_option()
+@threads_option()
 @friendly
 def sample(run_or_checkpoint, length, temperature, top_k, top_p, argmax, prime, prime_file, num_samples,
            seed, encoding, device):

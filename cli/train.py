@@ -12,7 +12,7 @@ from seqlearn.optim import CLIP_MODES, OPTIMIZERS, SCHEDULES
 from seqlearn.train import DEFAULT_STEPS, RESUME_OVERRIDES, Trainer
 
 from .errors import friendly
-from .options import device_option, model_options
+from .options import device_option, threads_option, model_options
 
 
 class Duration(click.ParamType):
@@ -100,6 +100,7 @@ class StatusLine:
 @click.option("--force", is_flag=True, help="Start over in an existing run directory.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @device_option()
+@threads_option()
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of TEXT.")
 @click.pass_context
 @friendly

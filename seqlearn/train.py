@@ -55,6 +55,12 @@ def _fmt_rate(x):
     return f"{x / 1e6:.2f}M" if x >= 1e6 else (f"{x / 1e3:.1f}k" if x >= 1e3 else f"{x:.0f}")
 
 
+def _cpu_threads():
+    from .cpu import _threads
+    n = _threads.NUM_THREADS
+    return f", {n} thread{'s' if n != 1 else ''}"
+
+
 def _fmt_time(s):
     s = int(round(s))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else (f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s")
@@ -209,6 +215,7 @@ class Trainer(RunDir):
                   f"{len(self.vocab)} symbols, {c['optimizer']} lr {c['lr']:g}"
                   + (f", until step {target}" if target else "")
                   + (f", at most {_fmt_time(c['max_time'])}" if c["max_time"] else "")
+                  + (_cpu_threads() if m.device == "cpu" else "")
                   + f" -> {self.out}")
         metrics = open(self._path("metrics.jsonl"), "a", encoding="utf-8")
         win_t, win_steps, win_loss = time.perf_counter(), 0, 0.0

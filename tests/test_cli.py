@@ -87,6 +87,33 @@ def test_sample_is_streamed_and_seeded(run):
     assert len(ok("sample", run, "--length", 0)) <= 2
 
 
+def test_threads_option(run, monkeypatch):
+    """--threads sets the cpu backend's worker threads (now, and for a later import through
+    SEQLEARN_NUM_THREADS); the text does not depend on it; --resume accepts it."""
+    from seqlearn.cpu import _threads
+    monkeypatch.setattr(_threads, "NUM_THREADS", _threads.NUM_THREADS)
+    monkeypatch.setenv("SEQLEARN_NUM_THREADS", "2")
+    monkeypatch.setattr(_threads, "_pool", None)
+    two = ok("sample", run, "--length", 60, "--seed", 1, "--threads", 2)
+    assert _threads.NUM_THREADS == 2
+    one = ok("sample", run, "--length", 60, "--seed", 1, "--threads", 1)
+    assert _threads.NUM_THREADS == 1 and os.environ["SEQLEARN_NUM_THREADS"] == "1"
+    assert one == two
+    for cmd in ("train", "eval", "profile"):
+        assert "--threads" in ok(cmd, "--help")
+    fails("sample", run, "--threads", 0, match="--threads")
+
+
+def test_train_header_names_the_threads(tmp_path, monkeypatch):
+    from seqlearn.cpu import _threads
+    monkeypatch.setattr(_threads, "NUM_THREADS", _threads.NUM_THREADS)
+    monkeypatch.setenv("SEQLEARN_NUM_THREADS", "1")
+    out = ok("train", TINY, *SMALL, "--steps", 2, "--out", tmp_path / "r", "--threads", 1)
+    assert ", 1 thread ->" in out.splitlines()[0]
+    out = ok("train", "--resume", tmp_path / "r", "--steps", 3, "--threads", 2)
+    assert ", 2 threads ->" in out.splitlines()[0]
+
+
 def test_sample_prime_file(run, tmp_path):
     p = tmp_path / "prime.txt"
     p.write_text("the sea")
