@@ -100,13 +100,15 @@ def _pick(zr, u, temperature, top_k, top_p, argmax, p):
 def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, u, temperature, top_k,
               top_p, argmax, idx, ax, ah, xe, rh, p64, P, poffs, dec_p, u0, u1, bar, nth):
     """One thread's share of the generation loop: units u0:u1 of every layer (all of them when
-    nth = 1). offs (L, 4): element offsets of W_ih, b_ih, b_hh, peepholes (-1: none).
+    nth = 1). offs (L, 4): element offsets in flat of W_ih (not read here), b_ih, b_hh, peepholes
+    (-1: none).
     h2 (2, L, N, H): the hidden state, double-buffered (step s reads h2[s % 2], writes the other,
     so a partner thread's product never sees half an update); c (L, N, H) is updated in place
     (only its own units). ax, ah (shared): own units written and read by this thread only. z, idx,
     xe, p64 are this thread's own: every thread computes the whole head and the same picks
     (identical arithmetic), so the only synchronisation is a barrier after each layer. P, poffs
-    (L, 2), dec_p: packed W_ih, W_hh per layer and decoder (see pack; unused for N = 1)."""
+    (L, 2), dec_p: W_ih, W_hh per layer and the decoder, packed (a one-hot first layer's W_ih as
+    rows W_ih[:, x] + b_ih; see pack)."""
     _, L, N, _ = h2.shape
     G = ax.shape[1] // H
     length = u.shape[0]
@@ -125,7 +127,7 @@ def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, 
         for n in range(N):
             idx[n, s] = _pick(z[n], u[s, n], temperature, top_k, top_p, argmax, p64)
         for k in range(L):
-            o_ih, o_bih, o_bhh, o_p = offs[k, 0], offs[k, 1], offs[k, 2], offs[k, 3]
+            o_bih, o_bhh, o_p = offs[k, 1], offs[k, 2], offs[k, 3]
             hk = hold[k]
             hq = hnew[k]
             # input projection ax = W_ih x + b_ih (own units of every gate)
