@@ -119,6 +119,17 @@ def test_cli_table(tmp_path):
         assert row in out, row
 
 
+def test_cli_header_names_the_cpu_threads(monkeypatch):
+    from seqlearn.cpu import _threads
+    monkeypatch.setattr(_threads, "NUM_THREADS", _threads.NUM_THREADS)
+    monkeypatch.setenv("SEQLEARN_NUM_THREADS", "1")
+    res = CliRunner().invoke(cli, ["profile", "--threads", "1", "--cell", "rnn", "--hidden", "8", "--layers", "1",
+                                   "--batch", "2", "--seq-len", "4", "--steps", "1", "--warmup", "1",
+                                   "--sample-chars", "0", "--peak-size", "64"])
+    assert res.exit_code == 0, res.output
+    assert "device=cpu (1 thread)  1 steps" in res.output.splitlines()[0]
+
+
 @pytest.mark.parametrize("args,msg", [
     (["--seq-len", "5000"], "characters"),
     (["--hidden", "0"], "hidden"),

@@ -60,8 +60,9 @@ def format_report(r):
     c = r["config"]
     extra = " peephole" if c["peephole"] else (f" {c['gru_variant']}" if c["cell"] == "gru" else "")
     lines = [f"profile {c['cell']}{extra}  H={c['hidden']} L={c['layers']} E={c['embed']} V={c['vocab']} "
-             f"B={c['batch']} T={c['seq_len']}  {c['params']:,} params {c['dtype']}  device={c['device']}  "
-             f"{c['steps']} steps after {c['warmup']} warm-up"]
+             f"B={c['batch']} T={c['seq_len']}  {c['params']:,} params {c['dtype']}  device={c['device']}"
+             + (f" ({c['threads']} thread{'s' if c['threads'] != 1 else ''})" if c.get("threads") else "")
+             + f"  {c['steps']} steps after {c['warmup']} warm-up"]
     if not r["times_meaningful"]:
         lines.append("!! CUDA simulator: the times below are MEANINGLESS (Python emulation, not a GPU)")
     pk = r["peak"]

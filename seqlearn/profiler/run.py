@@ -17,6 +17,11 @@ from .proxy import Recorder, _BackendProxy, _classifier, _hooks
 from .text import _batches, encode, load_text
 
 
+def _cpu_threads():
+    from ..cpu import _threads
+    return _threads.NUM_THREADS
+
+
 def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hidden=128, layers=2,
                 embed=0, batch=32, seq_len=64, steps=10, warmup=2, device="cpu", dtype="float32",
                 sample_chars=20, seed=0, peak_n=2048, encoding="utf-8", optimizer="adam", clip=5.0):
@@ -197,7 +202,8 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
         "config": {"cell": cell, "gru_variant": gru_variant, "peephole": peephole, "hidden": hidden,
                    "layers": layers, "embed": embed, "batch": B, "seq_len": T, "vocab": model.V,
                    "params": model.num_params, "dtype": str(model.dtype), "device": device,
-                   "steps": steps, "warmup": warmup, "optimizer": optimizer, "clip": clip},
+                   "steps": steps, "warmup": warmup, "optimizer": optimizer, "clip": clip,
+                   "threads": _cpu_threads() if device == "cpu" else None},
         "machine": _machine(device, simulator),
         "times_meaningful": not simulator,
         "step_ms": step_plain,
