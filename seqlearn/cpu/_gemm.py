@@ -21,6 +21,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from . import _threads
 from ._jit import cfunc, jit
 
 MAX_ROWS = 6
@@ -379,26 +380,20 @@ PACK_THREADS_MIN = 512 << 10
 
 
 def _pack_chunks(npan, nbytes):
-    from . import _threads
     return _threads.chunks(npan, 1) if nbytes >= PACK_THREADS_MIN else [(0, npan)]
-
-
-def _threads_run(fn, arg_lists):
-    from . import _threads
-    _threads.run(fn, arg_lists)
 
 
 def pack_gates(W, G, P):
     """P = panels of W (G H, K) for h @ W.T, gate by gate (each gate's H rows zero-padded to
     whole panels: gate g's panel jp starts at element (g npan + jp) K NR), on the worker threads."""
     npan = panels(W.shape[0] // G, W.dtype)
-    _threads_run(_pack_gates_range, [(W, G, P, lo, hi) for lo, hi in _pack_chunks(npan, W.nbytes)])
+    _threads.run(_pack_gates_range, [(W, G, P, lo, hi) for lo, hi in _pack_chunks(npan, W.nbytes)])
 
 
 def pack_units(W, P):
     """P = panels of W (K, H) for d @ W, over the H columns (panel jp starts at element jp K NR)."""
     npan = panels(W.shape[1], W.dtype)
-    _threads_run(pack_cols, [(W, 0, W.shape[1], P, 0, lo, hi) for lo, hi in _pack_chunks(npan, W.nbytes)])
+    _threads.run(pack_cols, [(W, 0, W.shape[1], P, 0, lo, hi) for lo, hi in _pack_chunks(npan, W.nbytes)])
 
 
 @jit(_sigs("v", _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, _i, "v"))
