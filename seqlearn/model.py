@@ -142,7 +142,7 @@ class CharLM:
             z = lambda *s: self.backend.ops.zeros(s, self.dtype)  # noqa: E731
             G, H, L = self.cell_impl.G, self.H, self.L
             ws = {"layers": [self.cell_impl.workspace(T, B, self.dtype) for _ in range(L)],
-                  "xg": z(T, B, G * H), "dxg": z(T, B, G * H),
+                  "dxg": z(T, B, G * H),
                   "dtop": z(T * B, H), "dh": z(T, B, H),
                   "hT": z(L, B, H), "cT": z(L, B, H), "dh0": z(L, B, H), "dc0": z(L, B, H),
                   "xgs": [z(T, B, G * H) for _ in range(L)],
@@ -163,7 +163,8 @@ class CharLM:
 
     # ---- forward / backward -------------------------------------------------------------------
     def _forward(self, x, h0, c0, ws, train):
-        """Run the stack; return the top layer's outputs (T*B, H) and each layer's input."""
+        """Run the stack; return the top layer's outputs (T*B, H) and each layer's (input, input
+        projection as the cell's forward took it)."""
         ops, p, cell = self.backend.ops, self._p, self.cell_impl
         T, B = x.shape
         inputs = []
@@ -175,10 +176,10 @@ class CharLM:
             xg = ws["xgs"][k]
             W_ih, b_ih = p[f"rnn.weight_ih_l{k}"], p[f"rnn.bias_ih_l{k}"]
             if inp is None:
-                ops.project_onehot(W_ih, b_ih, x, xg)
+                xg = ops.onehot_input(W_ih, b_ih, x, xg)
             else:
                 ops.linear(inp.reshape(T * B, inp.shape[2]), W_ih, b_ih, xg.reshape(T * B, xg.shape[2]))
-            inputs.append(inp)
+            inputs.append((inp, xg))
             lw = ws["layers"][k]
             cell.forward(lw, xg, p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_hh_l{k}"], self._peep(p, k),
                          h0[k], None if c0 is None else c0[k])
@@ -234,12 +235,12 @@ class CharLM:
             if self.dropout > 0 and k < self.L - 1:
                 ops.mul(dout, ws["mask"][k], dout)
             dxg = ws["dxg"]
-            cell.backward(ws["layers"][k], ws["xgs"][k], p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_hh_l{k}"],
+            inp, xg = inputs_[k]
+            cell.backward(ws["layers"][k], xg, p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_hh_l{k}"],
                           self._peep(p, k), dout, None, None, dxg, g[f"rnn.weight_hh_l{k}"],
                           g[f"rnn.bias_hh_l{k}"], self._peep(g, k), ws["dh0"][k],
                           ws["dc0"][k] if c0 is not None else None)
             W_ih, dW_ih, db_ih = p[f"rnn.weight_ih_l{k}"], g[f"rnn.weight_ih_l{k}"], g[f"rnn.bias_ih_l{k}"]
-            inp = inputs_[k]
             GH = dxg.shape[2]
             if inp is None:
                 ops.project_onehot_backward(dxg, x, dW_ih, db_ih)

@@ -127,6 +127,32 @@ def _run_cell(backend, cell, kw, d, G, T, B, H, dtype, with_final_grad):
 SHARED_WS = {"lstm": ["hs", "cs", "gates"], "gru": ["hs", "gates", "hn"], "rnn": ["hs"]}
 
 
+@pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
+def test_cpu_forward_reads_onehot_table(cell, kw, threads):
+    """The cpu forward given ops.onehot_input's table (rows read through the characters) computes
+    exactly what it computes from the written projection; the projection buffer stays untouched."""
+    T, B, H, V = 5, 3, 6, 7
+    d, G = _cell_inputs(cell, kw, T, B, H, "float32")
+    rng = np.random.default_rng(8)
+    x = rng.integers(0, V, (T, B)).astype(np.int64)
+    W_ih, b_ih = rng.standard_normal((G * H, V)).astype(np.float32), rng.standard_normal(G * H).astype(np.float32)
+    out = np.full((T, B, G * H), 7.0, np.float32)
+    oh = cpu.ops.onehot_input(W_ih, b_ih, x, out)
+    assert oh.shape == (T, B, G * H)
+    np.testing.assert_array_equal(out, 7.0)
+    written = np.zeros((T, B, G * H), np.float32)
+    cpu.ops.project_onehot(W_ih, b_ih, x, written)
+    runs = []
+    for xg in (oh, written):
+        mod = getattr(cpu, cell)
+        ws = mod.workspace(T, B, H, np.float32)
+        args = {"lstm": (d["p"], d["h0"], d["c0"]), "gru": (kw.get("gru_variant"), d["h0"]), "rnn": (d["h0"],)}[cell]
+        mod.forward(ws, xg, d["W_hh"], d["b_hh"], *args)
+        runs.append(ws)
+    for k in SHARED_WS[cell]:
+        np.testing.assert_array_equal(runs[0][k], runs[1][k], err_msg=k)
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("with_final_grad", [False, True], ids=["no-dhT", "dhT"])
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)

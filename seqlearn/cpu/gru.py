@@ -15,6 +15,7 @@ from . import _gemm
 from ._blas import N_, T_, consts, rgemm, wgrad
 from ._jit import jit
 from ._sync import barrier
+from .ops import input_rows
 
 G = 3
 
@@ -85,10 +86,12 @@ def _cell_backward_torch(gr, hp, hnr, dr, dhb, dg, dx, H, u0, u1):
 
 
 @jit
-def _forward(xg, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, nth):
+def _forward(X2, xi, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, nth):
     """Rows b0:b1, units u0:u1 (a unit split, nth > 1, only for variant torch: a barrier after
-    each step makes h_t whole before the next product)."""
-    T, B, GH = xg.shape
+    each step makes h_t whole before the next product); step t, row b reads its input
+    pre-activations from X2[xi[t, b]] (ops.input_rows)."""
+    T, B = xi.shape
+    GH = X2.shape[1]
     H = GH // 3
     Hu = np.uint64(H)
     H2u = Hu + Hu
@@ -107,12 +110,12 @@ def _forward(xg, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, nth):
         if not cho:
             _gemm.gates_nt(ab, H, H, 0, 3, u0, u1, Bc, ph, H, Pf.ctypes.data, pa, GH, scratch)
             for b in range(b0, b1):
-                _cell_forward_torch(xg[t, b], a[b], b_hh, gates[t, b], hs[t, b], hs[t + 1, b], hn[t, b], H, u0, u1)
+                _cell_forward_torch(X2[xi[t, b]], a[b], b_hh, gates[t, b], hs[t, b], hs[t + 1, b], hn[t, b], H, u0, u1)
         else:
             _gemm.gates_nt(ab, H, H, 0, 2, 0, H, Bc, ph, H, Pf.ctypes.data, pa, GH, scratch)
             for b in range(b0, b1):
                 ar = a[b]
-                xr = xg[t, b]
+                xr = X2[xi[t, b]]
                 gr = gates[t, b]
                 hp = hs[t, b]
                 hnr = hn[t, b]
@@ -124,7 +127,7 @@ def _forward(xg, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, nth):
             _gemm.gates_nt(ab, H, H, 2, 3, 0, H, Bc, phn, H, Pf.ctypes.data, pa, GH, scratch)
             for b in range(b0, b1):
                 ar = a[b]
-                xr = xg[t, b]
+                xr = X2[xi[t, b]]
                 gr = gates[t, b]
                 hp = hs[t, b]
                 hq = hs[t + 1, b]
@@ -211,7 +214,7 @@ def _plan(B, H, W_hh, variant, direction="forward"):
 
 def forward(ws, xg, W_hh, b_hh, variant, h0):
     _gemm.pack_gates(W_hh, G, ws["Pf"])
-    args = (xg, ws["Pf"], b_hh, variant == "cho", h0, ws["hs"], ws["gates"], ws["hn"], ws["a"])
+    args = input_rows(xg) + (ws["Pf"], b_hh, variant == "cho", h0, ws["hs"], ws["gates"], ws["hn"], ws["a"])
     parts = _plan(xg.shape[1], W_hh.shape[1], W_hh, variant)
     bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)
     _threads.run_sync(_forward, [args + c + (bar, nth) for c in parts])

@@ -16,6 +16,7 @@ from . import _gemm
 from ._blas import consts, wgrad
 from ._jit import jit
 from ._sync import barrier
+from .ops import input_rows
 
 G = 4
 
@@ -73,10 +74,12 @@ def _cell_forward(xr, ar, b_hh, p, peep, cp, gr, cn, tr, hn, H, u0, u1):
 
 
 @jit
-def _forward(xg, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1, u0, u1, bar, nth):
-    """Rows b0:b1 of the batch, units u0:u1 (of every gate), all T steps. With nth > 1 threads
-    splitting the units, a barrier after each step makes h_t whole before the next product."""
-    T, B, GH = xg.shape
+def _forward(X2, xi, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1, u0, u1, bar, nth):
+    """Rows b0:b1 of the batch, units u0:u1 (of every gate), all T steps; the input pre-activations
+    of step t, row b are X2[xi[t, b]] (ops.input_rows). With nth > 1 threads splitting the units,
+    a barrier after each step makes h_t whole before the next product."""
+    T, B = xi.shape
+    GH = X2.shape[1]
     H = GH // 4
     ab = consts(hs)
     isz = hs.itemsize
@@ -91,7 +94,7 @@ def _forward(xg, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1, u0, u
         _gemm.gates_nt(ab, H, H, 0, 4, u0, u1, b1 - b0, ph, H, Pf.ctypes.data, a.ctypes.data + b0 * GH * isz, GH,
                        scratch)
         for b in range(b0, b1):
-            _cell_forward(xg[t, b], a[b], b_hh, p, peep, cs[t, b], gates[t, b], cs[t + 1, b], tcs[t, b],
+            _cell_forward(X2[xi[t, b]], a[b], b_hh, p, peep, cs[t, b], gates[t, b], cs[t + 1, b], tcs[t, b],
                           hs[t + 1, b], H, u0, u1)
         gen = barrier(bar, nth, gen)
 
@@ -181,11 +184,11 @@ def _dummy(dtype):
 
 
 def forward(ws, xg, W_hh, b_hh, p, h0, c0):
-    """Fill ws from the input pre-activations xg (T, B, 4H). p is None or (3, H)."""
+    """Fill ws from the input pre-activations xg (T, B, 4H), or an ops.OneHot. p is None or (3, H)."""
     peep = p is not None
-    p = p if peep else _dummy(xg.dtype)
+    p = p if peep else _dummy(W_hh.dtype)
     _gemm.pack_gates(W_hh, G, ws["Pf"])
-    args = (xg, ws["Pf"], b_hh, p, peep, h0, c0, ws["hs"], ws["cs"], ws["gates"], ws["tcs"], ws["a"])
+    args = input_rows(xg) + (ws["Pf"], b_hh, p, peep, h0, c0, ws["hs"], ws["cs"], ws["gates"], ws["tcs"], ws["a"])
     parts = _threads.plan(xg.shape[1], W_hh.shape[1], W_hh.nbytes)
     bar = np.zeros(8, np.int64)
     _threads.run_sync(_forward, [args + c + (bar, _threads.nsync(parts)) for c in parts])

@@ -1,6 +1,15 @@
 """Non-recurrent pieces, jitted where they compute: input projections (a one-hot input's
 projection is a row gather), embedding lookup, dropout mask product. Products go through the
-backend's BLAS (_blas.rgemm), split over the worker threads by rows."""
+backend's BLAS (_blas.rgemm), split over the worker threads by rows.
+
+``onehot_input`` does not write the projection (T, B, G*H): it returns a ``OneHot`` (the table of
+W_ih's columns with b_ih added, one row per character, and the characters), and the recurrent time
+loops read each step's row from the table (``input_rows``). The projection of a one-hot layer was the
+step's largest buffer (4 MiB at H = 128, B = 32, T = 64): writing it and reading it back cost 0.5 ms
+of a 9 ms step and pushed the step's data out of the shared L3 cache."""
+import functools
+from typing import NamedTuple
+
 import numpy as np
 
 from . import _threads
@@ -35,6 +44,41 @@ def _project_onehot(W_ih, b_ih, x, out):
             o = out[t, b]
             for j in range(GH):
                 o[j] = w[j] + b_ih[j]
+
+
+@jit
+def _onehot_table(W_ih, b_ih, out):
+    GH, I = W_ih.shape
+    for i in range(I):
+        o = out[i]
+        for j in range(GH):
+            o[j] = W_ih[j, i] + b_ih[j]
+
+
+class OneHot(NamedTuple):
+    """A one-hot layer's input projection, not materialised: step t, row b is table[x[t, b]]."""
+    table: np.ndarray     # (V, G*H): W_ih[:, v] + b_ih
+    x: np.ndarray         # (T, B) int64
+
+    @property
+    def shape(self):
+        return self.x.shape + (self.table.shape[1],)
+
+
+@functools.lru_cache(maxsize=16)
+def _row_index(T, B):
+    idx = np.arange(T * B, dtype=np.int64).reshape(T, B)
+    idx.flags.writeable = False
+    return idx
+
+
+def input_rows(xg):
+    """(rows (R, G*H), index (T, B) int64) with step t, row b of the input projection at
+    rows[index[t, b]]: the table and characters of a OneHot, or xg (T, B, G*H) itself."""
+    if isinstance(xg, OneHot):
+        return xg.table, xg.x
+    T, B, GH = xg.shape
+    return xg.reshape(T * B, GH), _row_index(T, B)
 
 
 @jit
@@ -110,6 +154,14 @@ def _mul(a, b, out):
 def project_onehot(W_ih, b_ih, x, out):
     """out[t, b] = W_ih[:, x[t, b]] + b_ih."""
     _project_onehot(W_ih, b_ih, x, out)
+
+
+def onehot_input(W_ih, b_ih, x, out):
+    """The input projection of a one-hot layer as the recurrent forward takes it: here a OneHot
+    (out is not written; see the module docstring)."""
+    table = np.empty((W_ih.shape[1], W_ih.shape[0]), W_ih.dtype)
+    _onehot_table(W_ih, b_ih, table)
+    return OneHot(table, x)
 
 
 def project_onehot_backward(dout, x, dW_ih, db_ih):

@@ -8,6 +8,7 @@ from ._act import tanh_
 from . import _gemm
 from ._blas import consts, wgrad
 from ._jit import jit
+from .ops import input_rows
 
 G = 1
 
@@ -19,8 +20,10 @@ def workspace(T, B, H, dtype):
 
 
 @jit
-def _forward(xg, Pf, b_hh, h0, hs, a, b0, b1):
-    T, B, H = xg.shape
+def _forward(X2, xi, Pf, b_hh, h0, hs, a, b0, b1):
+    """Rows b0:b1, all T steps; step t, row b reads its input pre-activations from X2[xi[t, b]]."""
+    T, B = xi.shape
+    H = X2.shape[1]
     ab = consts(hs)
     isz = hs.itemsize
     scratch = np.empty(_gemm.MAX_ROWS * 64 // isz, hs.dtype)
@@ -32,7 +35,7 @@ def _forward(xg, Pf, b_hh, h0, hs, a, b0, b1):
                        a.ctypes.data + b0 * H * isz, H, scratch)
         for b in range(b0, b1):
             ar = a[b]
-            xr = xg[t, b]
+            xr = X2[xi[t, b]]
             hq = hs[t + 1, b]
             for j in range(H):
                 hq[j] = tanh_(xr[j] + ar[j] + b_hh[j])
@@ -62,7 +65,7 @@ def _backward(hs, Pb, dhs, dh, dxg, dh0, b0, b1):
 
 def forward(ws, xg, W_hh, b_hh, h0):
     _gemm.pack_gates(W_hh, G, ws["Pf"])
-    args = (xg, ws["Pf"], b_hh, h0, ws["hs"], ws["a"])
+    args = input_rows(xg) + (ws["Pf"], b_hh, h0, ws["hs"], ws["a"])
     _threads.run(_forward, [args + c for c in _threads.chunks(xg.shape[1])])
 
 

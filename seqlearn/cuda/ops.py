@@ -226,6 +226,13 @@ def project_onehot(W_ih, b_ih, x, out):
     K.launch(K.k_project_onehot, _grid(o.size), (W_ih, b_ih, x.reshape(T * B), o,))
 
 
+def onehot_input(W_ih, b_ih, x, out):
+    """The input projection of a one-hot layer as the recurrent forward takes it: out, written by
+    project_onehot."""
+    project_onehot(W_ih, b_ih, x, out)
+    return out
+
+
 def project_onehot_backward(dout, x, dW_ih, db_ih):
     T, B, GH = dout.shape
     flat = dout.reshape(T * B, GH)

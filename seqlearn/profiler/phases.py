@@ -13,7 +13,7 @@ PHASE_LABELS = {
     "sample_b1": "sampling step, batch 1",
 }
 
-_OPS_PHASE = {"project_onehot": "input", "linear": "input", "lookup": "input",
+_OPS_PHASE = {"project_onehot": "input", "onehot_input": "input", "linear": "input", "lookup": "input",
               "project_onehot_backward": "weight_grads", "linear_backward": "weight_grads",
               "lookup_backward": "weight_grads"}
 _CLIP_FNS = ("sumsq", "scale", "clip_value")
