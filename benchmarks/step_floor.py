@@ -6,10 +6,11 @@ this floor does not, so no schedule of these kernels on two cores runs a step fa
     python benchmarks/step_floor.py                       # LSTM H=128, L=1, B=32, T=64, V=65
     python benchmarks/step_floor.py --hidden 256 --batch 32 --seq-len 100
 
-Phases (one layer, one-hot input, as in issue 4's first row): the input gather, the recurrent
-forward (per step: the product h @ W_hh.T, then the pointwise update), the head (logits, softmax
-and its gradient, dh), the recurrent backward (pointwise, then da @ W_hh), dW_hh, the one-hot
-scatter into dW_ih, clipping and Adam. Prints each phase in ms, the floor, and the chars/s it
+Phases (one layer, one-hot input, as in issue 4's first row): the one-hot table (W_ih.T + b_ih,
+ops.onehot_input), the recurrent forward (per step: the product h @ W_hh.T, then the pointwise
+update reading the step's input rows from the table), the head (logits, softmax and its gradient,
+dh), the recurrent backward (pointwise, then da @ W_hh), dW_hh, the one-hot scatter into dW_ih,
+clipping and Adam. Prints each phase in ms, the floor, and the chars/s it
 allows, next to the measured step (seqlearn's trainer path, both threads).
 """
 import argparse
@@ -71,8 +72,8 @@ def main(argv=None):
     prev_threads = _threads.NUM_THREADS
     _threads.set_num_threads(1)
     ph = {}
-    ph["input gather (both threads' rows)"] = best(lambda: ops.project_onehot(W_ih, b, x, xg))
-    xh = xg[:, :Bh].copy()
+    ph["one-hot table"] = best(lambda: ops.onehot_input(W_ih, b, x, xg))
+    xh = ops.onehot_input(W_ih, b, np.ascontiguousarray(x[:, :Bh]), xg)
     ph["recurrent forward"] = best(lambda: lstm.forward(ws, xh, W, b, None, h0, h0))
     ph["head: logits, softmax, dh"] = best(lambda: head._rows(top, Wd, bd, y, np.empty((T * Bh, V), dt), dtop,
                                                               True, 0, T * Bh))
@@ -100,7 +101,7 @@ def main(argv=None):
     _threads.set_num_threads(prev_threads)
     print(f"# {machine()}; {today()}; load average {os.getloadavg()[0]:.2f}")
     print(f"# LSTM H={H} L=1 B={B} T={T} V={V} float32; each phase alone on one thread with {Bh} of the {B} rows "
-          f"(gather, scatter, optimizer: whole); medians")
+          f"(table, scatter, optimizer: whole); medians")
     for k, v in ph.items():
         print(f"{k:<40} {v * 1e3:8.3f} ms")
     floor = sum(ph.values())
