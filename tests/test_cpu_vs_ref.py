@@ -323,6 +323,22 @@ def test_import_does_not_touch_numba_cuda():
     assert r.returncode == 0, r.stderr + r.stdout
 
 
+def test_stacked_layers_share_one_compiled_time_loop():
+    """A one-hot first layer (its table read through the characters) and a second layer (its
+    projection read through an index of rows) call the same compiled forward: one signature per
+    kernel, not a second compile of the time loop for either input."""
+    r = _run("""
+        import numpy as np, seqlearn
+        from seqlearn.cpu import gru, lstm, rnn
+        for cell in ("lstm", "gru", "rnn"):
+            m = seqlearn.CharLM("abcdef", cell=cell, hidden_size=4, num_layers=2, device="cpu", dtype="float32")
+            m.loss_and_grads(np.zeros((2, 3), int), np.ones((2, 3), int))
+        print("SIGS", [len(k._forward.signatures) for k in (lstm, gru, rnn)])
+    """)
+    assert r.returncode == 0, r.stderr + r.stdout
+    assert "SIGS [1, 1, 1]" in r.stdout, r.stdout
+
+
 def test_read_only_install_still_works(tmp_path):
     """No writable cache anywhere numba looks: the package still imports and computes (the cache
     moves to a temp dir). Made unwritable with files in the way, which holds even for root."""

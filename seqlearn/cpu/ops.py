@@ -7,7 +7,6 @@ W_ih's columns with b_ih added, one row per character, and the characters), and 
 loops read each step's row from the table (``input_rows``). The projection of a one-hot layer was the
 step's largest buffer (4 MiB at H = 128, B = 32, T = 64): writing it and reading it back cost 0.5 ms
 of a 9 ms step and pushed the step's data out of the shared L3 cache."""
-import functools
 from typing import NamedTuple
 
 import numpy as np
@@ -65,20 +64,13 @@ class OneHot(NamedTuple):
         return self.x.shape + (self.table.shape[1],)
 
 
-@functools.lru_cache(maxsize=16)
-def _row_index(T, B):
-    idx = np.arange(T * B, dtype=np.int64).reshape(T, B)
-    idx.flags.writeable = False
-    return idx
-
-
 def input_rows(xg):
     """(rows (R, G*H), index (T, B) int64) with step t, row b of the input projection at
     rows[index[t, b]]: the table and characters of a OneHot, or xg (T, B, G*H) itself."""
     if isinstance(xg, OneHot):
         return xg.table, xg.x
-    T, B, GH = xg.shape
-    return xg.reshape(T * B, GH), _row_index(T, B)
+    T, B, GH = xg.shape     # (a writeable index: a read-only one is another type, a second compile)
+    return xg.reshape(T * B, GH), np.arange(T * B, dtype=np.int64).reshape(T, B)
 
 
 @jit
