@@ -30,28 +30,27 @@ def to_host(a):
 
 
 @jit
-def _project_onehot(W_ih, b_ih, x, out):
-    GH, I = W_ih.shape
-    T, B = x.shape
-    WT = np.empty((I, GH), W_ih.dtype)      # transposed once, so each gather is a contiguous row
-    for j in range(GH):
-        for i in range(I):
-            WT[i, j] = W_ih[j, i]
-    for t in range(T):
-        for b in range(B):
-            w = WT[x[t, b]]
-            o = out[t, b]
-            for j in range(GH):
-                o[j] = w[j] + b_ih[j]
-
-
-@jit
 def _onehot_table(W_ih, b_ih, out):
+    """out (I, GH): row i is W_ih[:, i] + b_ih (each gather then reads one contiguous row)."""
     GH, I = W_ih.shape
     for i in range(I):
         o = out[i]
         for j in range(GH):
             o[j] = W_ih[j, i] + b_ih[j]
+
+
+@jit
+def _project_onehot(W_ih, b_ih, x, out):
+    GH, I = W_ih.shape
+    T, B = x.shape
+    table = np.empty((I, GH), W_ih.dtype)
+    _onehot_table(W_ih, b_ih, table)
+    for t in range(T):
+        for b in range(B):
+            w = table[x[t, b]]
+            o = out[t, b]
+            for j in range(GH):
+                o[j] = w[j]
 
 
 class OneHot(NamedTuple):
