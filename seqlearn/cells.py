@@ -4,8 +4,9 @@ A backend package holds modules lstm, gru and rnn with cell-specific signatures;
 
     ws = cell.workspace(T, B, dtype)
     cell.forward(ws, xg, W_hh, b_hh, p, h0, c0)            # ws["hs"][t + 1] is h_t; final state inside
-    cell.backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT,     # writes dxg, dh0, dc0;
-                  dxg, dW_hh, db_hh, dp, dh0, dc0)          # accumulates dW_hh, db_hh, dp
+    dxg = cell.backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT,   # writes dxg (or returns a
+                        dxg, dW_hh, db_hh, dp, dh0, dc0)    # workspace buffer holding it), dh0,
+                                                            # dc0; accumulates dW_hh, db_hh, dp
 
 xg (T, B, G*H) is the input projection W_ih x + b_ih; p is the (3, H) peephole block or None;
 c0, dcT, dc0 are ignored (None) for gru and rnn.
@@ -37,9 +38,12 @@ class Cell:
             self.mod.forward(ws, xg, W_hh, b_hh, h0)
 
     def backward(self, ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, dc0):
+        """Returns the array that holds the gradient w.r.t. xg: dxg, or a workspace buffer the
+        backend overwrote in place instead (the cpu lstm: ws["gates"])."""
         if self.kind == "lstm":
-            self.mod.backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, dc0)
+            r = self.mod.backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, dc0)
         elif self.kind == "gru":
-            self.mod.backward(ws, xg, W_hh, b_hh, self.variant, dhs, dhT, dxg, dW_hh, db_hh, dh0)
+            r = self.mod.backward(ws, xg, W_hh, b_hh, self.variant, dhs, dhT, dxg, dW_hh, db_hh, dh0)
         else:
-            self.mod.backward(ws, xg, W_hh, b_hh, dhs, dhT, dxg, dW_hh, db_hh, dh0)
+            r = self.mod.backward(ws, xg, W_hh, b_hh, dhs, dhT, dxg, dW_hh, db_hh, dh0)
+        return dxg if r is None else r

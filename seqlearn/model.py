@@ -234,12 +234,11 @@ class CharLM:
         for k in range(self.L - 1, -1, -1):
             if self.dropout > 0 and k < self.L - 1:
                 ops.mul(dout, ws["mask"][k], dout)
-            dxg = ws["dxg"]
             inp, xg = inputs_[k]
-            cell.backward(ws["layers"][k], xg, p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_hh_l{k}"],
-                          self._peep(p, k), dout, None, None, dxg, g[f"rnn.weight_hh_l{k}"],
-                          g[f"rnn.bias_hh_l{k}"], self._peep(g, k), ws["dh0"][k],
-                          ws["dc0"][k] if c0 is not None else None)
+            dxg = cell.backward(ws["layers"][k], xg, p[f"rnn.weight_hh_l{k}"], p[f"rnn.bias_hh_l{k}"],
+                                self._peep(p, k), dout, None, None, ws["dxg"], g[f"rnn.weight_hh_l{k}"],
+                                g[f"rnn.bias_hh_l{k}"], self._peep(g, k), ws["dh0"][k],
+                                ws["dc0"][k] if c0 is not None else None)
             W_ih, dW_ih, db_ih = p[f"rnn.weight_ih_l{k}"], g[f"rnn.weight_ih_l{k}"], g[f"rnn.bias_ih_l{k}"]
             GH = dxg.shape[2]
             if inp is None:

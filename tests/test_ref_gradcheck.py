@@ -55,7 +55,7 @@ def test_cell_final_state_gradient(cell, kw):
     dp = None if p is None else np.zeros_like(p)
     dh0 = np.zeros_like(h0)
     dc0 = None if c0 is None else np.zeros_like(c0)
-    c.backward(ws, xg, W, b, p, wh, whT, wcT, dxg, dW, db, dp, dh0, dc0)
+    dxg = c.backward(ws, xg, W, b, p, wh, whT, wcT, dxg, dW, db, dp, dh0, dc0)
     pairs = [(xg, dxg), (W, dW), (b, db), (h0, dh0)] + ([(p, dp)] if p is not None else []) \
         + ([(c0, dc0)] if c0 is not None else [])
     for x, dx in pairs:

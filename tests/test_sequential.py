@@ -48,13 +48,16 @@ class CellRunner:
         g = dict(dxg=z(T, B, GH), dW_hh=z(GH, self.H), db_hh=z(GH), dh0=z(B, self.H), dc0=z(B, self.H),
                  dp=z(3, self.H) if self.p is not None else None)
         if self.cell == "lstm":
-            self.mod.backward(ws, xg, self.W_hh, self.b_hh, self.p, dhs, dhT, dcT, g["dxg"], g["dW_hh"],
-                              g["db_hh"], g["dp"], g["dh0"], g["dc0"])
+            r = self.mod.backward(ws, xg, self.W_hh, self.b_hh, self.p, dhs, dhT, dcT, g["dxg"], g["dW_hh"],
+                                  g["db_hh"], g["dp"], g["dh0"], g["dc0"])
         elif self.cell == "gru":
-            self.mod.backward(ws, xg, self.W_hh, self.b_hh, self.variant, dhs, dhT, g["dxg"], g["dW_hh"],
-                              g["db_hh"], g["dh0"])
+            r = self.mod.backward(ws, xg, self.W_hh, self.b_hh, self.variant, dhs, dhT, g["dxg"], g["dW_hh"],
+                                  g["db_hh"], g["dh0"])
         else:
-            self.mod.backward(ws, xg, self.W_hh, self.b_hh, dhs, dhT, g["dxg"], g["dW_hh"], g["db_hh"], g["dh0"])
+            r = self.mod.backward(ws, xg, self.W_hh, self.b_hh, dhs, dhT, g["dxg"], g["dW_hh"], g["db_hh"],
+                                  g["dh0"])
+        if r is not None:           # the backend returned the buffer it wrote dxg into (see cells.py)
+            g["dxg"] = r
         return g
 
 

@@ -100,10 +100,13 @@ def _forward(X2, xi, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1, u
 
 
 @jit
-def _cell_backward(gr, tr, cp, cn, dr, dhb, dcb, da, p, peep, dp, H, u0, u1):
-    """One row, units u0:u1: da (all four gates) from dh = dr + dhb and the carried dc (dcb, updated
-    to dc_{t-1}); with peepholes also dp += (dai c_{t-1}, daf c_{t-1}, dao c_t). Three simple loops:
-    one fused loop ran at half their speed (3.0 against 1.5 ns per unit, H = 256, one thread)."""
+def _cell_backward(gr, tr, cp, cn, dr, dhb, dcb, p, peep, dp, H, u0, u1):
+    """One row, units u0:u1: the activated gates gr are overwritten by da (all four gates) from
+    dh = dr + dhb and the carried dc (dcb, updated to dc_{t-1}); with peepholes also
+    dp += (dai c_{t-1}, daf c_{t-1}, dao c_t). Each gate's da is written where that gate was read
+    (one array: LLVM's overlap checks would send a separate da buffer that aliases gr to the scalar
+    loop). Three simple loops: one fused loop ran at half their speed (3.0 against 1.5 ns per unit,
+    H = 256, one thread)."""
     Hu = np.uint64(H)
     H2u = Hu + Hu
     H3u = H2u + Hu
@@ -118,7 +121,7 @@ def _cell_backward(gr, tr, cp, cn, dr, dhb, dcb, da, p, peep, dp, H, u0, u1):
             tc = tr[j]
             d = dr[j] + dhb[j]
             dao = d * tc * o * (one - o)
-            da[H3u + j] = dao
+            gr[H3u + j] = dao
             dcb[j] = dcb[j] + d * o * (one - tc * tc) + dao * po[j]
             dpo[j] += dao * cn[j]
     else:
@@ -126,14 +129,14 @@ def _cell_backward(gr, tr, cp, cn, dr, dhb, dcb, da, p, peep, dp, H, u0, u1):
             o = gr[H3u + j]
             tc = tr[j]
             d = dr[j] + dhb[j]
-            da[H3u + j] = d * tc * o * (one - o)
+            gr[H3u + j] = d * tc * o * (one - o)
             dcb[j] = dcb[j] + d * o * (one - tc * tc)
     for j in range(lo, hi):
         i = gr[j]
         g = gr[H2u + j]
         dcj = dcb[j]
-        da[j] = dcj * g * i * (one - i)
-        da[H2u + j] = dcj * i * (one - g * g)
+        gr[j] = dcj * g * i * (one - i)
+        gr[H2u + j] = dcj * i * (one - g * g)
     if peep:
         pi = p[0]
         pf = p[1]
@@ -143,24 +146,25 @@ def _cell_backward(gr, tr, cp, cn, dr, dhb, dcb, da, p, peep, dp, H, u0, u1):
             f = gr[Hu + j]
             dcj = dcb[j]
             daf = dcj * cp[j] * f * (one - f)
-            da[Hu + j] = daf
-            dcb[j] = dcj * f + da[j] * pi[j] + daf * pf[j]
-            dpi[j] += da[j] * cp[j]
+            gr[Hu + j] = daf
+            dcb[j] = dcj * f + gr[j] * pi[j] + daf * pf[j]
+            dpi[j] += gr[j] * cp[j]
             dpf[j] += daf * cp[j]
     else:
         for j in range(lo, hi):
             f = gr[Hu + j]
             dcj = dcb[j]
-            da[Hu + j] = dcj * cp[j] * f * (one - f)
+            gr[Hu + j] = dcj * cp[j] * f * (one - f)
             dcb[j] = dcj * f
 
 
 @jit
-def _backward(hs, cs, gates, tcs, Pb, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0, b0, b1, u0, u1, bar, nth):
-    """Rows b0:b1, units u0:u1, all T steps. dh, dc (B, H) hold dhT, dcT on entry and carry the
-    gradients; dp: this chunk's own (3, H) partial sum. With nth > 1 threads splitting the units,
-    a barrier after each pointwise pass makes da_t whole before dh = da_t @ W_hh[:, u0:u1]."""
-    T, B, GH = dxg.shape
+def _backward(hs, cs, gates, tcs, Pb, p, peep, dhs, dh, dc, dp, dh0, dc0, b0, b1, u0, u1, bar, nth):
+    """Rows b0:b1, units u0:u1, all T steps; gates[t] becomes da_t. dh, dc (B, H) hold dhT, dcT on
+    entry and carry the gradients; dp: this chunk's own (3, H) partial sum. With nth > 1 threads
+    splitting the units, a barrier after each pointwise pass makes da_t whole before
+    dh = da_t @ W_hh[:, u0:u1]."""
+    T, B, GH = gates.shape
     H = GH // 4
     ab = consts(hs)
     isz = hs.itemsize
@@ -168,10 +172,10 @@ def _backward(hs, cs, gates, tcs, Pb, p, peep, dhs, dh, dc, dxg, dp, dh0, dc0, b
     gen = 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
-            _cell_backward(gates[t, b], tcs[t, b], cs[t, b], cs[t + 1, b], dhs[t, b], dh[b], dc[b], dxg[t, b],
-                           p, peep, dp, H, u0, u1)
+            _cell_backward(gates[t, b], tcs[t, b], cs[t, b], cs[t + 1, b], dhs[t, b], dh[b], dc[b], p, peep, dp,
+                           H, u0, u1)
         gen = barrier(bar, nth, gen)
-        _gemm.units_nn(ab, GH, 0, GH, u0, u1, b1 - b0, dxg.ctypes.data + ((t * B + b0) * GH) * isz, GH, Pb,
+        _gemm.units_nn(ab, GH, 0, GH, u0, u1, b1 - b0, gates.ctypes.data + ((t * B + b0) * GH) * isz, GH, Pb,
                        dh.ctypes.data + b0 * H * isz, H, False, scratch)
     for b in range(b0, b1):
         for j in range(np.uint64(u0), np.uint64(u1)):
@@ -195,7 +199,9 @@ def forward(ws, xg, W_hh, b_hh, p, h0, c0):
 
 
 def backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, dc0):
-    """Writes dxg, dh0, dc0 (dc0 may be None); accumulates dW_hh, db_hh, dp. Reads dhs only."""
+    """Returns the gradient w.r.t. the input pre-activations: ws["gates"] (T, B, 4H), overwritten in
+    place (dxg is not written: one buffer fewer for the step's data in the cache; forward fills the
+    gates again). Writes dh0, dc0 (dc0 may be None); accumulates dW_hh, db_hh, dp. Reads dhs only."""
     dh, dc = ws["dh"], ws["dc"]
     if dhT is None:
         dh.fill(0)
@@ -207,14 +213,15 @@ def backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, d
         dc[...] = dcT
     T, B, H = dhs.shape
     peep = p is not None
+    da = ws["gates"]
     parts = _threads.plan(B, H, W_hh.nbytes, "backward")
-    dps = np.zeros((len(parts), 3, H), dxg.dtype) if peep else np.zeros((len(parts), 1, 1), dxg.dtype)
+    dps = np.zeros((len(parts), 3, H), da.dtype) if peep else np.zeros((len(parts), 1, 1), da.dtype)
     _gemm.pack_units(W_hh, ws["Pb"])
-    args = (ws["hs"], ws["cs"], ws["gates"], ws["tcs"], ws["Pb"], p if peep else _dummy(dxg.dtype), peep, dhs,
-            dh, dc, dxg)
+    args = (ws["hs"], ws["cs"], da, ws["tcs"], ws["Pb"], p if peep else _dummy(da.dtype), peep, dhs, dh, dc)
     tail = (dh0, np.empty_like(dc) if dc0 is None else dc0)
     bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)
     _threads.run_sync(_backward, [args + (dps[k],) + tail + c + (bar, nth) for k, c in enumerate(parts)])
     if peep:
         dp += dps.sum(0)
-    wgrad(dxg.reshape(T * B, G * H), ws["hs"][:T].reshape(T * B, H), dW_hh, db_hh, consts(dxg))
+    wgrad(da.reshape(T * B, G * H), ws["hs"][:T].reshape(T * B, H), dW_hh, db_hh, consts(da))
+    return da
