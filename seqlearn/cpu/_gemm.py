@@ -379,6 +379,12 @@ def packed_size(G, H, K, dtype):
 PACK_THREADS_MIN = 512 << 10
 
 
+def panel_shares(npan, k):
+    """k (jp0, jp1) ranges that split npan panels evenly (some empty when k > npan): the share each
+    of k threads packs inside a kernel before they meet at a barrier."""
+    return [(npan * i // k, npan * (i + 1) // k) for i in range(k)]
+
+
 def _pack_chunks(npan, nbytes):
     return _threads.chunks(npan, 1) if nbytes >= PACK_THREADS_MIN else [(0, npan)]
 

@@ -74,10 +74,14 @@ def _cell_forward(xr, ar, b_hh, p, peep, cp, gr, cn, tr, hn, H, u0, u1):
 
 
 @jit
-def _forward(X2, xi, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1, u0, u1, bar, nth):
+def _forward(X2, xi, W_hh, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1, u0, u1, jp0, jp1, pbar, npk,
+             bar, nth):
     """Rows b0:b1 of the batch, units u0:u1 (of every gate), all T steps; the input pre-activations
-    of step t, row b are X2[xi[t, b]] (ops.input_rows). With nth > 1 threads splitting the units,
-    a barrier after each step makes h_t whole before the next product."""
+    of step t, row b are X2[xi[t, b]] (ops.input_rows). First this thread packs panels jp0:jp1 of
+    W_hh into Pf, and all npk threads meet at a barrier (pbar). With nth > 1 threads splitting the
+    units, a barrier after each step makes h_t whole before the next product."""
+    _gemm._pack_gates_range(W_hh, G, Pf, jp0, jp1)
+    barrier(pbar, npk, 0)
     T, B = xi.shape
     GH = X2.shape[1]
     H = GH // 4
@@ -159,11 +163,15 @@ def _cell_backward(gr, tr, cp, cn, dr, dhb, dcb, p, peep, dp, H, u0, u1):
 
 
 @jit
-def _backward(hs, cs, gates, tcs, Pb, p, peep, dhs, dh, dc, dp, dh0, dc0, b0, b1, u0, u1, bar, nth):
-    """Rows b0:b1, units u0:u1, all T steps; gates[t] becomes da_t. dh, dc (B, H) hold dhT, dcT on
-    entry and carry the gradients; dp: this chunk's own (3, H) partial sum. With nth > 1 threads
-    splitting the units, a barrier after each pointwise pass makes da_t whole before
+def _backward(W_hh, hs, cs, gates, tcs, Pb, p, peep, dhs, dh, dc, dp, dh0, dc0, b0, b1, u0, u1, jp0, jp1, pbar,
+              npk, bar, nth):
+    """Rows b0:b1, units u0:u1, all T steps; gates[t] becomes da_t. First this thread packs panels
+    jp0:jp1 of W_hh into Pb, and all npk threads meet at a barrier (pbar). dh, dc (B, H) hold dhT,
+    dcT on entry and carry the gradients; dp: this chunk's own (3, H) partial sum. With nth > 1
+    threads splitting the units, a barrier after each pointwise pass makes da_t whole before
     dh = da_t @ W_hh[:, u0:u1]."""
+    _gemm.pack_cols(W_hh, 0, W_hh.shape[1], Pb, 0, jp0, jp1)
+    barrier(pbar, npk, 0)
     T, B, GH = gates.shape
     H = GH // 4
     ab = consts(hs)
@@ -191,11 +199,12 @@ def forward(ws, xg, W_hh, b_hh, p, h0, c0):
     """Fill ws from the input pre-activations xg (T, B, 4H), or an ops.OneHot. p is None or (3, H)."""
     peep = p is not None
     p = p if peep else _dummy(W_hh.dtype)
-    _gemm.pack_gates(W_hh, G, ws["Pf"])
-    args = input_rows(xg) + (ws["Pf"], b_hh, p, peep, h0, c0, ws["hs"], ws["cs"], ws["gates"], ws["tcs"], ws["a"])
+    args = input_rows(xg) + (W_hh, ws["Pf"], b_hh, p, peep, h0, c0, ws["hs"], ws["cs"], ws["gates"], ws["tcs"],
+                             ws["a"])
     parts = _threads.plan(xg.shape[1], W_hh.shape[1], W_hh.nbytes)
-    bar = np.zeros(8, np.int64)
-    _threads.run_sync(_forward, [args + c + (bar, _threads.nsync(parts)) for c in parts])
+    packs = _gemm.panel_shares(_gemm.panels(W_hh.shape[0] // G, W_hh.dtype), len(parts))
+    tail = (np.zeros(8, np.int64), len(parts), np.zeros(8, np.int64), _threads.nsync(parts))
+    _threads.run_sync(_forward, [args + c + pk + tail for c, pk in zip(parts, packs)])
 
 
 def backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, dc0):
@@ -216,11 +225,11 @@ def backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, d
     da = ws["gates"]
     parts = _threads.plan(B, H, W_hh.nbytes, "backward")
     dps = np.zeros((len(parts), 3, H), da.dtype) if peep else np.zeros((len(parts), 1, 1), da.dtype)
-    _gemm.pack_units(W_hh, ws["Pb"])
-    args = (ws["hs"], ws["cs"], da, ws["tcs"], ws["Pb"], p if peep else _dummy(da.dtype), peep, dhs, dh, dc)
+    args = (W_hh, ws["hs"], ws["cs"], da, ws["tcs"], ws["Pb"], p if peep else _dummy(da.dtype), peep, dhs, dh, dc)
     tail = (dh0, np.empty_like(dc) if dc0 is None else dc0)
-    bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)
-    _threads.run_sync(_backward, [args + (dps[k],) + tail + c + (bar, nth) for k, c in enumerate(parts)])
+    packs = _gemm.panel_shares(_gemm.panels(H, W_hh.dtype), len(parts))
+    sync = (np.zeros(8, np.int64), len(parts), np.zeros(8, np.int64), _threads.nsync(parts))
+    _threads.run_sync(_backward, [args + (dps[k],) + tail + c + packs[k] + sync for k, c in enumerate(parts)])
     if peep:
         dp += dps.sum(0)
     wgrad(da.reshape(T * B, G * H), ws["hs"][:T].reshape(T * B, H), dW_hh, db_hh, consts(da))
