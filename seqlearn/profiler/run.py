@@ -100,7 +100,10 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
                     rec.step = None
                     if kt:
                         kt.step = None
-                    if est is not None:     # outside the timed step, beside it in time
+                    if est is not None and not rec.sub_events:
+                        # outside the timed step, beside it in time; only while dW_hh is not timed
+                        # in place (its 5 MiB of operands evicted the model's data from the L3, and
+                        # the plain step after it ran 7% slower: LSTM H=128 on the cpu)
                         est_times += [_time_once(est[0]) for _ in range(model.L)]
                 else:
                     plain_ms.append((t1 - t0) * 1e3)
