@@ -26,6 +26,7 @@ from . import _gemm
 from ._act import sigmoid_, tanh_
 from .gru import _cell_forward_torch
 from .lstm import _cell_forward
+from .ops import _onehot_table
 from ._blas import consts
 from ._jit import jit
 from ._sync import barrier
@@ -208,15 +209,15 @@ def pack(model):
     L, H, G, V, E = model.L, model.H, model.cell_impl.G, model.V, model.E
     poffs = np.full((L, 2), -1, np.int64)
     jobs, total = [], 0
-    onehot = None
+    onehot = 0                                          # elements of the one-hot table, if any
     for k in range(L):
         for i, name in enumerate(("weight_ih", "weight_hh")):
             W = model.params[f"rnn.{name}_l{k}"]
             if i == 0 and k == 0 and E == 0:
-                onehot = (W.T + model.params["rnn.bias_ih_l0"]).astype(dt)   # (V, G H): row x is W_ih x + b_ih
                 poffs[k, i] = total
-                line = 64 // onehot.itemsize           # the panels after it start on a cache line
-                total += -(-onehot.size // line) * line
+                onehot = V * G * H                      # (V, G H): row x is W_ih x + b_ih
+                line = 64 // np.dtype(dt).itemsize      # the panels after it start on a cache line
+                total += -(-onehot // line) * line
                 continue
             poffs[k, i] = total
             jobs.append((W, G, total))
@@ -225,8 +226,9 @@ def pack(model):
     jobs.append((model.params["decoder.weight"], 1, total))
     total += _gemm.packed_size(1, V, H, dt)
     P = _gemm.zeros_aligned(total, dt)
-    if onehot is not None:
-        P[poffs[0, 0]:poffs[0, 0] + onehot.size] = onehot.ravel()
+    if onehot:          # the table the training loops read too (ops.onehot_input)
+        _onehot_table(model.params["rnn.weight_ih_l0"], model.params["rnn.bias_ih_l0"],
+                      P[poffs[0, 0]:poffs[0, 0] + onehot].reshape(V, G * H))
     for W, g, off in jobs:
         _gemm.pack_gates(np.ascontiguousarray(W), g, P[off:])
     return P, poffs, dec_p
