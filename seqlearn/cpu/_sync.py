@@ -57,3 +57,34 @@ def barrier(bar, nthreads, gen):
         if spins > 4000:
             _yield()
     return gen + 1
+
+
+_I64 = types.Array(types.int64, 1, "C")
+
+
+@jit([types.boolean(_I64, types.intp, types.int64, types.int64)])
+def wait_above(flags, i, seen, spins):
+    """Spin until flags[i] > seen, at most `spins` loads; True when it got there (a worker thread
+    waiting for its next job, see _threads.Pool)."""
+    n = 0
+    while atomic_load(flags, i) <= seen:
+        n += 1
+        if n > spins:
+            return False
+    return True
+
+
+@jit([types.void(_I64, types.intp, types.int64)])
+def wait_reach(flags, i, target):
+    """Wait until flags[i] >= target, spinning, yielding the core after a few thousand loads."""
+    spins = 0
+    while atomic_load(flags, i) < target:
+        spins += 1
+        if spins > 4000:
+            _yield()
+
+
+@jit([types.int64(_I64, types.intp)])
+def bump(flags, i):
+    """flags[i] += 1 atomically (a release for everything written before it); the new value."""
+    return atomic_add(flags, i, 1) + 1
