@@ -95,6 +95,28 @@ def test_wgrad_splits(dt, split_k_max, nthreads, monkeypatch):
 
 
 @pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
+@pytest.mark.parametrize("O", [1, 2, 3, 4, 5, 6, 7, 11, 13, 65])
+@pytest.mark.parametrize("I", [1, 7, 16, 20, 37])
+def test_tn_strided_tiles(dt, O, I):
+    """_tn.wgrad_split on one thread: dW += D[n0:n1].T @ X[n0:n1], db += D[n0:n1].sum(0), with D read
+    in place as the transposed operand (every row tile, partial panels, row ranges over several
+    blocks of kc rows)."""
+    from seqlearn.cpu import _tn
+    rng = np.random.default_rng(O * 100 + I)
+    N = 77
+    D = rng.standard_normal((N, O)).astype(dt)
+    X = rng.standard_normal((N, I)).astype(dt)
+    for n0, n1, kc in [(0, N, 32), (5, 70, 16), (3, 4, 8), (0, N, 128)]:
+        dW0 = rng.standard_normal((O, I)).astype(dt)
+        db0 = rng.standard_normal(O).astype(dt)
+        dW, db = dW0.copy(), db0.copy()
+        _tn.wgrad_split(D, X, dW, db, np.empty((0, O, I), dt), np.full((1, O), np.nan, dt), n0, n1, 0, 0, O,
+                        np.zeros(8, np.int64), 1, kc)
+        assert rel(dW, dW0 + D[n0:n1].T @ X[n0:n1]) < TOL[dt]
+        assert rel(db, db0 + D[n0:n1].sum(0)) < TOL[dt]
+
+
+@pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
 @pytest.mark.parametrize("n", [1, 15, 16, 1000, 70001])
 def test_zeros_aligned(dt, n):
     a = _gemm.zeros_aligned(n, dt)

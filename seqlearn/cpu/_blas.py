@@ -214,18 +214,24 @@ SPLIT_K_MAX = 1 << 21
 
 
 def wgrad(d2, x2, dW, db, ab):
-    """dW += d2.T @ x2, db += d2.sum(0), on the worker threads (see SPLIT_K_MAX)."""
-    from . import _threads
+    """dW += d2.T @ x2, db += d2.sum(0), on the worker threads (see SPLIT_K_MAX). While d2's rows
+    take at most _tn.TN_MAX_BYTES, the product is _tn.tn's (no transposed copy of d2), else
+    OpenBLAS's."""
+    from . import _threads, _tn
     N, O = d2.shape
     I = x2.shape[1]
     parts = _threads.chunks(N, _threads.MIN_WROWS)
-    if len(parts) > 1 and O * I <= SPLIT_K_MAX:
+    narrow = (O * d2.itemsize <= _tn.TN_MAX_BYTES and O * I <= SPLIT_K_MAX and d2.flags.c_contiguous
+              and x2.flags.c_contiguous and dW.flags.c_contiguous)
+    if narrow or (len(parts) > 1 and O * I <= SPLIT_K_MAX):
         nth = len(parts)
         tmp = np.empty((nth - 1, O, I), d2.dtype)     # per call: concurrent models never share it
         tdb = np.empty((nth, O), d2.dtype)
         bar = np.zeros(8, np.int64)
         rows = [(O * k // nth, O * (k + 1) // nth) for k in range(nth)]
-        _threads.run_sync(_wgrad_split_k, [(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, ab, bar, nth)
-                                           for k, ((n0, n1), (r0, r1)) in enumerate(zip(parts, rows))])
+        tail = (bar, nth, _tn.kc_for(O, d2.itemsize)) if narrow else (ab, bar, nth)
+        jobs = [(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1) + tail for k, ((n0, n1), (r0, r1))
+                in enumerate(zip(parts, rows))]
+        _threads.run_sync(_tn.wgrad_split if narrow else _wgrad_split_k, jobs)
         return
     _threads.run(wgrad_rows, [(d2, x2, dW, db, r0, r1, ab) for r0, r1 in _threads.chunks(O, _threads.MIN_WROWS)])

@@ -57,81 +57,86 @@ def nr_of(dtype):
     return 2 * (32 // np.dtype(dtype).itemsize)
 
 
-def _make_tile(mr, accumulate):
+def _make_tile(mr, accumulate, strided=False):
+    """The register tile of mr rows: tile(ab, pa, lda, pp, pc, ldc, K) with A[r, k] at pa + r lda + k;
+    strided: tile(ab, pa, lda, ak, pp, pc, ldc, K) with A[r, k] at pa + r lda + k ak (elements),
+    so A may be the transpose of a row-major array (lda = 1, ak its row length; see _tn.py)."""
     ku = 4 if mr == 1 else (2 if mr <= 3 else 1)   # 8-12 independent accumulators
+    names = ("pa", "lda", "ak", "pp", "pc", "ldc", "K") if strided else ("pa", "lda", "pp", "pc", "ldc", "K")
 
-    @intrinsic
-    def tile(typingctx, ab, pa, lda, pp, pc, ldc, K):
-        dt = ab.dtype
-        sig = types.void(ab, pa, lda, pp, pc, ldc, K)
+    def codegen(context, builder, sig, args):
+        dt = sig.args[0].dtype
+        arg = {n: context.cast(builder, v, t, types.int64) for n, v, t in zip(names, args[1:], sig.args[1:])}
+        i64 = ir.IntType(64)
+        i32 = ir.IntType(32)
+        isz, w, nr = _vec_consts(dt)
+        fty = context.get_value_type(dt)
+        vty = ir.VectorType(fty, w)
+        vp = vty.as_pointer()
+        fma = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(vty, [vty, vty, vty]), "llvm.fma.v%df%d" % (w, dt.bitwidth))
+        lda_, ldc_, K_ = arg["lda"], arg["ldc"], arg["K"]
+        a = builder.inttoptr(arg["pa"], fty.as_pointer())
+        p = builder.inttoptr(arg["pp"], fty.as_pointer())
+        c = builder.inttoptr(arg["pc"], fty.as_pointer())
+        zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * w)
+        undef = ir.Constant(vty, ir.Undefined)
+        splat = ir.Constant(ir.VectorType(i32, w), [0] * w)
 
-        def codegen(context, builder, sig, args):
-            _, pa_, lda_, pp_, pc_, ldc_, K_ = args
-            i64 = ir.IntType(64)
-            i32 = ir.IntType(32)
-            isz, w, nr = _vec_consts(dt)
-            fty = context.get_value_type(dt)
-            vty = ir.VectorType(fty, w)
-            vp = vty.as_pointer()
-            fma = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(vty, [vty, vty, vty]), "llvm.fma.v%df%d" % (w, dt.bitwidth))
-            lda_ = context.cast(builder, lda_, sig.args[2], types.int64)
-            ldc_ = context.cast(builder, ldc_, sig.args[5], types.int64)
-            K_ = context.cast(builder, K_, sig.args[6], types.int64)
-            a = builder.inttoptr(context.cast(builder, pa_, sig.args[1], types.int64), fty.as_pointer())
-            p = builder.inttoptr(context.cast(builder, pp_, sig.args[3], types.int64), fty.as_pointer())
-            c = builder.inttoptr(context.cast(builder, pc_, sig.args[4], types.int64), fty.as_pointer())
-            zero = ir.Constant(vty, [ir.Constant(fty, 0.0)] * w)
-            undef = ir.Constant(vty, ir.Undefined)
-            splat = ir.Constant(ir.VectorType(i32, w), [0] * w)
+        def cptr(r, v):
+            return builder.bitcast(builder.gep(c, [builder.add(builder.mul(ldc_, ir.Constant(i64, r)),
+                                                               ir.Constant(i64, v * w))]), vp)
 
-            def cptr(r, v):
-                return builder.bitcast(builder.gep(c, [builder.add(builder.mul(ldc_, ir.Constant(i64, r)),
-                                                                   ir.Constant(i64, v * w))]), vp)
-
-            acc = [[[cgutils.alloca_once(builder, vty) for _ in range(2)] for _ in range(mr)] for _ in range(ku)]
-            for u in range(ku):
-                for r in range(mr):
-                    for v in range(2):
-                        init = builder.load(cptr(r, v), align=isz) if (accumulate and u == 0) else zero
-                        builder.store(init, acc[u][r][v])
-
-            i8p = ir.IntType(8).as_pointer()
-            prefetch = cgutils.get_or_insert_function(
-                builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8")
-
-            def step(k, u):
-                pk = builder.gep(p, [builder.mul(k, ir.Constant(i64, nr))])
-                if PREFETCH:
-                    ahead = builder.bitcast(builder.gep(pk, [ir.Constant(i64, PREFETCH * nr)]), i8p)
-                    builder.call(prefetch, [ahead, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
-                wv = [builder.load(builder.bitcast(builder.gep(pk, [ir.Constant(i64, v * w)]), vp), align=isz)
-                      for v in range(2)]
-                for r in range(mr):
-                    s = builder.load(builder.gep(a, [builder.add(builder.mul(lda_, ir.Constant(i64, r)), k)]))
-                    b = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
-                    for v in range(2):
-                        builder.store(builder.call(fma, [b, wv[v], builder.load(acc[u][r][v])]), acc[u][r][v])
-
-            kmain = builder.sdiv(K_, ir.Constant(i64, ku)) if ku > 1 else K_
-            with cgutils.for_range(builder, kmain) as loop:
-                base = builder.mul(loop.index, ir.Constant(i64, ku)) if ku > 1 else loop.index
-                for u in range(ku):
-                    step(builder.add(base, ir.Constant(i64, u)) if u else base, u)
-            if ku > 1:
-                ktail = builder.mul(kmain, ir.Constant(i64, ku))
-                with cgutils.for_range_slice(builder, ktail, K_, ir.Constant(i64, 1)) as (k, _):
-                    step(k, 0)
+        acc = [[[cgutils.alloca_once(builder, vty) for _ in range(2)] for _ in range(mr)] for _ in range(ku)]
+        for u in range(ku):
             for r in range(mr):
                 for v in range(2):
-                    tot = builder.load(acc[0][r][v])
-                    for u in range(1, ku):
-                        tot = builder.fadd(tot, builder.load(acc[u][r][v]))
-                    builder.store(tot, cptr(r, v), align=isz)
-            return context.get_dummy_value()
+                    init = builder.load(cptr(r, v), align=isz) if (accumulate and u == 0) else zero
+                    builder.store(init, acc[u][r][v])
 
-        return sig, codegen
+        i8p = ir.IntType(8).as_pointer()
+        prefetch = cgutils.get_or_insert_function(
+            builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), "llvm.prefetch.p0i8")
 
+        def step(k, u):
+            pk = builder.gep(p, [builder.mul(k, ir.Constant(i64, nr))])
+            if PREFETCH:
+                ahead = builder.bitcast(builder.gep(pk, [ir.Constant(i64, PREFETCH * nr)]), i8p)
+                builder.call(prefetch, [ahead, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
+            wv = [builder.load(builder.bitcast(builder.gep(pk, [ir.Constant(i64, v * w)]), vp), align=isz)
+                  for v in range(2)]
+            kq = builder.mul(k, arg["ak"]) if strided else k
+            for r in range(mr):
+                s = builder.load(builder.gep(a, [builder.add(builder.mul(lda_, ir.Constant(i64, r)), kq)]))
+                b = builder.shuffle_vector(builder.insert_element(undef, s, ir.Constant(i32, 0)), undef, splat)
+                for v in range(2):
+                    builder.store(builder.call(fma, [b, wv[v], builder.load(acc[u][r][v])]), acc[u][r][v])
+
+        kmain = builder.sdiv(K_, ir.Constant(i64, ku)) if ku > 1 else K_
+        with cgutils.for_range(builder, kmain) as loop:
+            base = builder.mul(loop.index, ir.Constant(i64, ku)) if ku > 1 else loop.index
+            for u in range(ku):
+                step(builder.add(base, ir.Constant(i64, u)) if u else base, u)
+        if ku > 1:
+            ktail = builder.mul(kmain, ir.Constant(i64, ku))
+            with cgutils.for_range_slice(builder, ktail, K_, ir.Constant(i64, 1)) as (k, _):
+                step(k, 0)
+        for r in range(mr):
+            for v in range(2):
+                tot = builder.load(acc[0][r][v])
+                for u in range(1, ku):
+                    tot = builder.fadd(tot, builder.load(acc[u][r][v]))
+                builder.store(tot, cptr(r, v), align=isz)
+        return context.get_dummy_value()
+
+    if strided:
+        @intrinsic
+        def tile(typingctx, ab, pa, lda, ak, pp, pc, ldc, K):
+            return types.void(ab, pa, lda, ak, pp, pc, ldc, K), codegen
+    else:
+        @intrinsic
+        def tile(typingctx, ab, pa, lda, pp, pc, ldc, K):
+            return types.void(ab, pa, lda, pp, pc, ldc, K), codegen
     return tile
 
 
