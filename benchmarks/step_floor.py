@@ -81,7 +81,7 @@ def main(argv=None):
     ph["head: logits, softmax, dh"] = best(lambda: head._rows(top, Wd, bd, y, np.empty((T * Bh, V), dt), dtop,
                                                               True, 0, T * Bh))
     z = np.abs(rng.standard_normal((T * Bh, V))).astype(dt)
-    ph["head: dW"] = best(lambda: _blas.acc_tn(dWd, z, top))
+    ph["head: dW, db"] = best(lambda: _blas.wgrad(z, top, dWd, dbd, consts(z)))     # the trainer's path
     da = []     # the backward overwrites the gates with their gradients: a forward before each
     ph["recurrent backward (with dW_hh)"] = best(
         lambda: da.append(lstm.backward(ws, xh, W, b, None, dhs, None, None, dxg, dW, db, None, dh0, dc0)),
