@@ -39,7 +39,7 @@ class Cell:
 
     def backward(self, ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, dc0):
         """Returns the array that holds the gradient w.r.t. xg: dxg, or a workspace buffer the
-        backend overwrote in place instead (the cpu lstm: ws["gates"])."""
+        backend overwrote in place instead (the cpu lstm and gru "torch": ws["gates"])."""
         if self.kind == "lstm":
             r = self.mod.backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, dc0)
         elif self.kind == "gru":

@@ -59,9 +59,11 @@ def _cell_forward_torch(xr, ar, b_hh, gr, hp, hq, hnr, H, u0, u1):
 
 
 @jit
-def _cell_backward_torch(gr, hp, hnr, dr, dhb, dg, dx, H, u0, u1):
-    """One row, units u0:u1 (variant torch): dg (the gradient of the recurrent product + b_hh) and
-    dx (of the input pre-activations) from dh = dr + dhb; dhb becomes d * z."""
+def _cell_backward_torch(gr, hp, hnr, dr, dhb, dg, H, u0, u1):
+    """One row, units u0:u1 (variant torch): dg (the gradient of the recurrent product + b_hh)
+    from dh = dr + dhb, and the gradient of the input pre-activations written over the activated
+    gates gr, each where that gate was read (as the LSTM's: one buffer fewer, and one array, so
+    LLVM's overlap checks keep the loops vectorised); dhb becomes d * z."""
     Hu = np.uint64(H)
     H2u = Hu + Hu
     lo = np.uint64(u0)
@@ -73,15 +75,15 @@ def _cell_backward_torch(gr, hp, hnr, dr, dhb, dg, dx, H, u0, u1):
         d = dr[j] + dhb[j]
         daz = d * (hp[j] - n) * z * (one - z)
         dg[Hu + j] = daz
-        dx[Hu + j] = daz
-        dx[H2u + j] = d * (one - z) * (one - n * n)
+        gr[Hu + j] = daz
+        gr[H2u + j] = d * (one - z) * (one - n * n)
         dhb[j] = d * z
     for j in range(lo, hi):
         r = gr[j]
-        dan = dx[H2u + j]
+        dan = gr[H2u + j]
         dar = dan * hnr[j] * r * (one - r)
         dg[j] = dar
-        dx[j] = dar
+        gr[j] = dar
         dg[H2u + j] = dan * r
 
 
@@ -140,8 +142,10 @@ def _forward(X2, xi, Pf, b_hh, cho, h0, hs, gates, hn, a, b0, b1, u0, u1, bar, n
 
 
 @jit
-def _backward_torch(hs, gates, hn, Pb, dhs, dh, dhg, dxg, dh0, b0, b1, u0, u1, bar, nth):
-    T, B, GH = dxg.shape
+def _backward_torch(hs, gates, hn, Pb, dhs, dh, dhg, dh0, b0, b1, u0, u1, bar, nth):
+    """Rows b0:b1, units u0:u1, all T steps; gates[t] becomes the gradient of step t's input
+    pre-activations (see _cell_backward_torch)."""
+    T, B, GH = gates.shape
     H = GH // 3
     ab = consts(hs)
     isz = hs.itemsize
@@ -149,7 +153,7 @@ def _backward_torch(hs, gates, hn, Pb, dhs, dh, dhg, dxg, dh0, b0, b1, u0, u1, b
     gen = 0
     for t in range(T - 1, -1, -1):
         for b in range(b0, b1):
-            _cell_backward_torch(gates[t, b], hs[t, b], hn[t, b], dhs[t, b], dh[b], dhg[t, b], dxg[t, b], H, u0, u1)
+            _cell_backward_torch(gates[t, b], hs[t, b], hn[t, b], dhs[t, b], dh[b], dhg[t, b], H, u0, u1)
         # dh = d * z (written above) + dhg @ W_hh (units u0:u1, once all of dhg_t is written)
         gen = barrier(bar, nth, gen)
         _gemm.units_nn(ab, GH, 0, GH, u0, u1, b1 - b0, dhg.ctypes.data + ((t * B + b0) * GH) * isz, GH, Pb,
@@ -221,7 +225,9 @@ def forward(ws, xg, W_hh, b_hh, variant, h0):
 
 
 def backward(ws, xg, W_hh, b_hh, variant, dhs, dhT, dxg, dW_hh, db_hh, dh0):
-    """Writes dxg, dh0; accumulates dW_hh, db_hh. Reads dhs only."""
+    """Writes dh0; accumulates dW_hh, db_hh. Reads dhs only. Variant torch: returns the gradient
+    of the input pre-activations, ws["gates"] (T, B, 3H) overwritten in place (dxg is not written;
+    forward fills the gates again), as lstm.backward does. Variant cho: writes dxg, returns None."""
     dh = ws["dh"]
     if dhT is None:
         dh.fill(0)
@@ -235,11 +241,12 @@ def backward(ws, xg, W_hh, b_hh, variant, dhs, dhT, dxg, dW_hh, db_hh, dh0):
     if variant == "torch":
         if "dhg" not in ws:
             ws["dhg"] = np.zeros((T, B, G * H), dxg.dtype)
-        args = (ws["hs"], ws["gates"], ws["hn"], ws["Pb"], dhs, dh, ws["dhg"], dxg, dh0)
+        args = (ws["hs"], ws["gates"], ws["hn"], ws["Pb"], dhs, dh, ws["dhg"], dh0)
         parts = _plan(B, H, W_hh, variant, "backward")
         bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)
         _threads.run_sync(_backward_torch, [args + c + (bar, nth) for c in parts])
         wgrad(ws["dhg"].reshape(T * B, G * H), hs2, dW_hh, db_hh, ab)
+        return ws["gates"]
     else:
         args = (ws["hs"], ws["gates"], ws["Pb"], dhs, dh, ws["drh"], dxg, dh0)
         _threads.run(_backward_cho, [args + c for c in chunks])
