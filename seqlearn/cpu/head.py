@@ -12,6 +12,39 @@ from ._jit import jit
 
 
 @jit
+def _rowmax(zr, V):
+    """max(zr[:V]) over four interleaved partial maxima: one running max is a chain of V
+    dependent compares that LLVM does not vectorise (no fast-math)."""
+    m0 = m1 = m2 = m3 = zr[0]
+    V4 = V - V % 4
+    for v in range(0, V4, 4):
+        m0 = max(m0, zr[v])
+        m1 = max(m1, zr[v + 1])
+        m2 = max(m2, zr[v + 2])
+        m3 = max(m3, zr[v + 3])
+    for v in range(V4, V):
+        m0 = max(m0, zr[v])
+    return max(max(m0, m1), max(m2, m3))
+
+
+@jit
+def _rowsum(zr, V):
+    """sum(zr[:V]) over four interleaved partial sums (as _rowmax: one running sum is a chain of
+    V dependent additions)."""
+    zero = zr.dtype.type(0.0)
+    s0 = s1 = s2 = s3 = zero
+    V4 = V - V % 4
+    for v in range(0, V4, 4):
+        s0 += zr[v]
+        s1 += zr[v + 1]
+        s2 += zr[v + 2]
+        s3 += zr[v + 3]
+    for v in range(V4, V):
+        s0 += zr[v]
+    return (s0 + s1) + (s2 + s3)
+
+
+@jit
 def _rows(h, W, b, y, z, dh, grad, n0, n1):
     """Logits of rows n0:n1 into z; their summed loss; with grad, z becomes d(mean loss)/dz and
     dh[n0:n1] = z @ W."""
@@ -29,15 +62,11 @@ def _rows(h, W, b, y, z, dh, grad, n0, n1):
             zr[v] += b[v]
         if y.shape[0] == 0:
             continue
-        m = zr[0]
-        for v in range(1, V):
-            m = max(m, zr[v])
+        m = _rowmax(zr, V)
         zy = zr[y[n]] - m
         for v in range(V):                     # vectorised (exp_ is arithmetic-only in float32)
             zr[v] = exp_(zr[v] - m)
-        s = z.dtype.type(0.0)
-        for v in range(V):
-            s += zr[v]
+        s = _rowsum(zr, V)
         total += math.log(s) - zy
         if grad:
             sc = inv_n / s
