@@ -174,19 +174,12 @@ def acc_tn(dW, A, X):
 
 
 @jit
-def _wgrad_split_k(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, ab, bar, nth):
-    """Thread k of a weight-gradient product split over the N rows: its rows n0:n1 go into dW, db
-    (k = 0, accumulating) or into tmp[k - 1], tdb[k] (overwritten); after a barrier, rows r0:r1 of
-    the partial sums are added into dW, db."""
-    N, O = d2.shape
-    I = x2.shape[1]
-    isz = d2.itemsize
-    if k == 0:
-        dst = dW.ctypes.data
-    else:
-        dst = tmp[k - 1].ctypes.data
-    rgemm(ab, T_, N_, O, I, n1 - n0, d2.ctypes.data + n0 * O * isz, O, x2.ctypes.data + n0 * I * isz, I,
-          k == 0, dst, I)
+def split_k_finish(d2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth):
+    """The end of thread k of a weight-gradient product split over the N rows, once its partial dW
+    is in dW (k = 0) or tmp[k - 1]: the bias gradient of its rows n0:n1 into tdb[k]; after a
+    barrier, rows r0:r1 of the partial sums added into dW, db."""
+    O = d2.shape[1]
+    I = dW.shape[1]
     s = tdb[k]
     for o in range(O):
         s[o] = 0
@@ -203,6 +196,23 @@ def _wgrad_split_k(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, ab, bar, nth):
                 w[i] += t[i]
         for p in range(tdb.shape[0]):
             db[o] += tdb[p, o]
+
+
+@jit
+def _wgrad_split_k(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, ab, bar, nth):
+    """Thread k of a weight-gradient product split over the N rows: its rows n0:n1 go into dW, db
+    (k = 0, accumulating) or into tmp[k - 1], tdb[k] (overwritten); after a barrier, rows r0:r1 of
+    the partial sums are added into dW, db."""
+    N, O = d2.shape
+    I = x2.shape[1]
+    isz = d2.itemsize
+    if k == 0:
+        dst = dW.ctypes.data
+    else:
+        dst = tmp[k - 1].ctypes.data
+    rgemm(ab, T_, N_, O, I, n1 - n0, d2.ctypes.data + n0 * O * isz, O, x2.ctypes.data + n0 * I * isz, I,
+          k == 0, dst, I)
+    split_k_finish(d2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth)
 
 
 # Weight-gradient products are split over the N (= T B) rows, each thread a partial dW that is

@@ -19,10 +19,9 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._blas import consts
+from ._blas import consts, split_k_finish
 from ._gemm import _make_tile, _next_rows
 from ._jit import jit
-from ._sync import barrier
 
 TN_MAX_BYTES = 2048
 
@@ -120,19 +119,4 @@ def wgrad_split(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth, kc):
                         for j in range(lo, hi):
                             dst[i + r, j] = scratch[r * nr + j - lo]
                 i += mr
-    s = tdb[k]
-    for o in range(O):
-        s[o] = 0
-    for n in range(n0, n1):
-        a = d2[n]
-        for o in range(np.uint64(O)):
-            s[o] += a[o]
-    barrier(bar, nth, 0)
-    for o in range(r0, r1):
-        w = dW[o]
-        for p in range(tmp.shape[0]):
-            t = tmp[p, o]
-            for i in range(np.uint64(I)):
-                w[i] += t[i]
-        for p in range(tdb.shape[0]):
-            db[o] += tdb[p, o]
+    split_k_finish(d2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth)
