@@ -225,7 +225,7 @@ SPLIT_K_MAX = 1 << 21
 
 def wgrad(d2, x2, dW, db, ab):
     """dW += d2.T @ x2, db += d2.sum(0), on the worker threads (see SPLIT_K_MAX). While d2's rows
-    take at most _tn.TN_MAX_BYTES, the product is _tn.tn's (no transposed copy of d2), else
+    take at most _tn.TN_MAX_BYTES, the product is _tn.wgrad_split's (no transposed copy of d2), else
     OpenBLAS's."""
     from . import _threads, _tn
     N, O = d2.shape

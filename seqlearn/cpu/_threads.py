@@ -17,6 +17,8 @@ import threading
 
 import numpy as np
 
+from ._sync import bump, wait_above, wait_reach
+
 MIN_ROWS = 8        # fewest batch rows per chunk (products on fewer rows waste the BLAS kernel)
 MIN_WROWS = 32      # fewest output rows per chunk of a weight-gradient product
 # How a recurrent time loop is shared out: "batch" (rows of the batch, no synchronisation),
@@ -123,20 +125,22 @@ class Pool:
         self.wake = threading.Condition()
         self.stop = False
         self.sleeps = 0                              # times a worker gave up spinning (tests)
+        self.sleeping = 0                            # workers waiting on the condition now
         self.threads = [threading.Thread(target=self._work, args=(k,), daemon=True, name=f"seqlearn-cpu-{k}")
                         for k in range(n)]
         for t in self.threads:
             t.start()
 
     def _work(self, k):
-        from ._sync import bump, wait_above
         flags, seen = self.flags, 0
         while True:
             if not wait_above(flags, 16 * k, seen, SPIN):
                 self.sleeps += 1
                 with self.wake:
+                    self.sleeping += 1          # before the check: see run()
                     while flags[16 * k] <= seen:
                         self.wake.wait()
+                    self.sleeping -= 1
             seen += 1
             if self.stop:
                 return
@@ -148,19 +152,20 @@ class Pool:
             bump(flags, 16 * k + 8)
 
     def _post(self, k, job):
-        from ._sync import bump
         self.jobs[k] = job
         self.posted[k] += 1
         bump(self.flags, 16 * k)
 
     def run(self, fn, arg_lists):
-        from ._sync import wait_reach
         with self.lock:
             m = len(arg_lists) - 1
             for k in range(m):
                 self._post(k, (fn, arg_lists[k + 1]))
-            with self.wake:
-                self.wake.notify_all()
+            # A worker counts itself as sleeping, under the condition's lock, before it checks its
+            # counter: one not counted yet will see the job posted above and not wait.
+            if self.sleeping:
+                with self.wake:
+                    self.wake.notify_all()
             try:
                 first = fn(*arg_lists[0])
             finally:
