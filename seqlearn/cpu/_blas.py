@@ -166,14 +166,6 @@ def gemm_nt_probe(a, b, c):
 
 
 @jit
-def acc_tn(dW, A, X):
-    """dW += A.T @ X (the recurrent weight-gradient product; C-contiguous 2-D arrays)."""
-    N, O = A.shape
-    I = X.shape[1]
-    rgemm(consts(dW), T_, N_, O, I, N, A.ctypes.data, O, X.ctypes.data, I, True, dW.ctypes.data, I)
-
-
-@jit
 def split_k_finish(d2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth):
     """The end of thread k of a weight-gradient product split over the N rows, once its partial dW
     is in dW (k = 0) or tmp[k - 1]: the bias gradient of its rows n0:n1 into tdb[k]; after a
