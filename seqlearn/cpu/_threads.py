@@ -28,9 +28,12 @@ MIN_WROWS = 32      # fewest output rows per chunk of a weight-gradient product
 # Measured on the quiet 2-core machine with the packed products of _gemm.py (LSTM, T = 100,
 # us per time step, batch / units): forward H=128 B=32 37 / 48, H=256 B=32 118 / 138, H=512 B=64
 # 801 / 811, H=1024 B=32 2077 / 1828; backward (with dW_hh) 67 / 78, 231 / 247, 1572 / 1589,
-# 3652 / 3402 (docs/performance.md).
+# 3652 / 3402 (docs/performance.md). Since the tiles prefetch the next panel (_gemm.py) batch
+# chunks won at H=512 as well: LSTM 512x2, B=64, T=100 trains at 9,156-9,298 chars/s with batch
+# chunks against 8,569-8,652 with unit slices (three alternating runs), while H=1024 (16 MiB)
+# still gains from unit slices (6,846-6,872 against 6,682-6,709).
 SPLIT = os.environ.get("SEQLEARN_SPLIT", "auto")
-UNITS_MIN_BYTES = {"forward": 4 << 20, "backward": 4 << 20}
+UNITS_MIN_BYTES = {"forward": 8 << 20, "backward": 8 << 20}
 UNIT_ALIGN = 16     # unit slices start at multiples of this (vector loads stay aligned)
 
 
