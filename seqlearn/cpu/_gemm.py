@@ -122,9 +122,9 @@ def _make_tile(mr, accumulate, strided=False):
                     builder.store(builder.call(fma, [b, wv[v], builder.load(acc[u % ku][r][v])]),
                                   acc[u % ku][r][v])
 
-        # un k steps per iteration: the 5 and 6 row tiles take two (one accumulator set), so the
-        # loop's own instructions and the next-panel prefetch are paid every other step
-        un = 2 if mr >= 5 else ku
+        # un k steps per iteration: the 5 and 6 row tiles (not strided) take two (one accumulator
+        # set), so the loop's own instructions and the next-panel prefetch are paid every other step
+        un = 2 if mr >= 5 and not strided else ku
         kmain = builder.sdiv(K_, ir.Constant(i64, un))
         with cgutils.for_range(builder, kmain) as loop:
             base = builder.mul(loop.index, ir.Constant(i64, un))
