@@ -41,6 +41,8 @@ def small_launches():
         config.MM_TILE, config.MM_TT, config.MM_BK = 8, 2, 4
         config.MM_BIG_TILE, config.MM_BIG_TT, config.MM_BIG_BK = 16, 4, 4
         config.COLSUM_ROWS = 2
+        config.MM_WG_TILES = ((16, 4, 4), (8, 2, 4))   # the weight-gradient product (default on),
+        config.MM_SMS, config.MM_SPLITK_MIN_K = 4, 2    # split over K as on a device
         sys.setswitchinterval(5e-4)   # simulator barriers ~7x cheaper
     yield
     for k, v in saved.items():
@@ -413,18 +415,21 @@ def test_training_steps_equal_ref(cell, kw, E, L):
         assert rel(a, b) < 1e-10
 
 
-@pytest.mark.skipif(not SIM, reason="device time: the benchmark times and checks these switches")
-def test_training_steps_equal_ref_weight_gradient_switches(monkeypatch):
-    """The same five steps (lstm, one layer) with the recurrent and head weight and bias
-    gradients on build_matmul_wg: split-K with the fixed-order second pass, bias gradients fused."""
-    config.MM_WG, config.MM_SPLITK, config.MM_FUSE_COLSUM = True, 0, True
-    config.MM_SMS, config.MM_SPLITK_MIN_K = 4, 4
-    config.MM_WG_TILES = ((16, 4, 4), (8, 2, 4))
+def test_training_steps_equal_ref_weight_gradient_paths(monkeypatch):
+    """The same five steps (lstm, one layer) through both weight-gradient paths: the default
+    (build_matmul_wg, split over K with the fixed-order second pass, bias gradients fused) and the
+    register-tiled matmul_rt with separate column sums (config.MM_WG off)."""
     calls = []
     real = ops.matmul_wg
     monkeypatch.setattr(ops, "matmul_wg", lambda *a, **k: calls.append(k) or real(*a, **k))
+    if SIM:
+        assert ops.wg_plan(4 * 8, 8, 3 * 2)[3] > 1     # dW_hh of this model is split over K here
     test_training_steps_equal_ref("lstm", {}, 0, 1)
     assert len(calls) == 2 * 5    # dW_hh and the head's dW, five steps
+    config.MM_WG = False
+    calls.clear()
+    test_training_steps_equal_ref("lstm", {}, 0, 1)
+    assert not calls
 
 
 def test_training_steps_equal_cpu_float32():

@@ -30,21 +30,23 @@ PERSIST_PIPELINE = True     # chunks of <= 256 columns whose next chunk is loade
 
 # Weight-gradient products C (+)= A.T @ B (A (T*B, 4H), B (T*B, H); also the head's dW) on
 # kernels.build_matmul_wg (double-buffered shared tiles, register prefetch of the next k tile, one
-# barrier per tile, K-major copies). Off: the register-tiled matmul_rt above (measured 9.3-9.7
-# TFLOP/s on an H100). Each switch is timed both ways by benchmarks/gpu_bench.py.
-MM_WG = False
+# barrier per tile, K-major copies). Off: the register-tiled matmul_rt above. Measured on an H200
+# (2026-11-27, docs/gpu.md): 4096 x 1024 x 6400 at 26.1 TFLOP/s split and fused against 9.5 for
+# matmul_rt, 2048 x 512 x 3200 at 16.6 against 10.2; the lstm 1024/64 layer 13.41 against 17.16 ms.
+MM_WG = True
 MM_WG_TILES = ((128, 8, 8), (64, 4, 16))  # (tile, per-thread tile, k per tile): the first when both
                                           # output sides are >= its tile, else the second
 MM_WG_MINBLOCKS = 0   # > 0: launch bounds (threads, MINBLOCKS): ptxas caps the registers so that
                       # this many blocks fit an SM (2 at 256 threads: <= 128 registers)
-MM_SPLITK = 1         # split the K = T*B reduction over this many blocks along z; 0: enough for
+MM_SPLITK = 0         # split the K = T*B reduction over this many blocks along z; 0: enough for
                       # MM_SPLITK_WAVES blocks per SM (at least MM_SPLITK_MIN_K rows each)
 MM_SPLITK_WAVES = 2
 MM_SPLITK_MIN_K = 256
 MM_SPLITK_MAX = 16
 MM_SPLITK_ATOMIC = False  # combine the K slices with atomic adds into C (order not fixed) instead
                           # of partial tiles and a second, fixed-order pass
-MM_FUSE_COLSUM = False    # bias gradients (column sums of A) inside the product: one launch less
+MM_FUSE_COLSUM = True     # bias gradients (column sums of A) inside the product: one launch less
 MM_SMS = None             # SMs for the split choice; None: ask the device
 ONEHOT_FUSE_BIAS = False  # the one-hot projection's bias gradient summed from the scatter's shared
-                          # table (one launch and one read of dxg less per step)
+                          # table (one launch and one read of dxg less per step; measured neutral:
+                          # 13.39 against 13.41 ms, 3.47 against 3.41 ms)
