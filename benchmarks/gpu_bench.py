@@ -12,8 +12,9 @@ The table compares, per (cell, H, B), T = 100, one layer, float32:
   model:  seqlearn CharLM.forward_backward (layer + linear head + mean cross-entropy, loss back
           on the host) vs torch nn.LSTM/GRU + nn.Linear + cross_entropy, forward + backward
 ratio = torch ms / seqlearn ms (> 1: seqlearn faster), for cuDNN with TF32 off and on.
-After the table (written first, so that a timeout keeps it): the weight-gradient product's config
-switches, each timed both ways in this run (`wgrad ...` and `ablation ...` lines).
+With --ablations, after the table (written first, so that a timeout keeps it): the weight-gradient
+product's paths and the persistent kernels' staging, each timed both ways in this run (`wgrad ...`
+and `ablation ...` lines).
 """
 import argparse
 import json
@@ -67,6 +68,8 @@ def main():
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--per-step", action="store_true", help="also time the per-step path (slow)")
     ap.add_argument("--table", default=None, help="also write the final markdown table to this file")
+    ap.add_argument("--ablations", action="store_true",
+                    help="after the table, time the weight-gradient paths and the staging both ways (~30 s)")
     ARGS = ap.parse_args()
 
     @section("env")
@@ -455,8 +458,12 @@ def bench_table():
     if ARGS.table:      # written now and again after the ablations (a timeout keeps this one)
         with open(ARGS.table, "w") as fh:
             fh.write("\n".join(rows) + "\n")
-    # the weight-gradient product's switches (config.MM_WG*, MM_SPLITK*, MM_FUSE_COLSUM), each
-    # timed both ways in this run: first the products alone, then layers and a model
+    if not ARGS.ablations:
+        print("\n" + "\n".join(rows), flush=True)
+        out["_table"] = rows
+        return out
+    # the weight-gradient product's switches (config.MM_WG*, MM_SPLITK*, MM_FUSE_COLSUM) and the
+    # staging, each timed both ways in this run: first the products alone, then layers and a model
     wg = products_ablation()
     out["_products_ablation"] = wg
     for k, v in wg.items():
@@ -484,8 +491,8 @@ ABLATIONS = (   # (cell, H, B, name, config switches, "layer" | "model"); "defau
     ("lstm", 1024, 64, "one-hot bias fused", {"ONEHOT_FUSE_BIAS": True}, "layer"),
     ("lstm", 512, 32, "default", {}, "layer"),
     ("lstm", 512, 32, "matmul_rt (MM_WG off)", _RT, "layer"),
-    ("lstm", 1024, 64, "staging not pipelined", {"PERSIST_PIPELINE": False}, "layer"),
-    ("lstm", 512, 32, "staging not pipelined", {"PERSIST_PIPELINE": False}, "layer"),
+    ("lstm", 1024, 64, "staging pipelined", {"PERSIST_PIPELINE": True}, "layer"),
+    ("lstm", 512, 32, "staging pipelined", {"PERSIST_PIPELINE": True}, "layer"),
     ("lstm", 1024, 64, "default", {}, "model"),
     ("lstm", 1024, 64, "matmul_rt (MM_WG off)", _RT, "model"))
 

@@ -264,12 +264,13 @@ def test_persistent_kernels(cell, dtype):
     """Persistent forward and backward (one cooperative launch each) equal ref. In the simulator a
     grid-synchronised kernel is only correct with ONE block, so H = 8 fits one block (J = 8);
     B = 5 leaves a partial batch group, 32 threads per block force two rounds per step, and in
-    float32 chunks of 4 columns force several staged chunks of h and da per step."""
+    float32 chunks of 4 columns force several staged chunks of h and da per step, pipelined
+    (config.PERSIST_PIPELINE on; float64 takes the default, one unpipelined chunk)."""
     config.PERSISTENT = "always"
     if SIM:
         config.PERSIST_MAX_THREADS = 32
     if dtype == np.float32:
-        config.PERSIST_MAX_CHUNK = 4
+        config.PERSIST_MAX_CHUNK, config.PERSIST_PIPELINE = 4, True
     persist.STATUS["last_forward"] = persist.STATUS["last_backward"] = None
     errs = _cell_case(cell, {}, T=3, B=5, H=8, dtype=dtype, seed=5)
     assert max(errs.values()) < TOL[dtype], errs
