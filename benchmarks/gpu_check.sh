@@ -2,7 +2,9 @@
 # One run on a lent GPU (H100/H200) that fits in 295 seconds of wall time: environment (~10 s),
 # the benchmark (fit, kernel resources, measured fp32 peak, launch overhead, correctness at
 # benchmark sizes, the timing table vs cuDNN with TF32 off and on; <= 120 s: 75-105 s on an
-# H200, most of it compiling; GPU_CHECK_ABLATIONS=1 adds the weight-gradient paths and the staging timed both ways, ~30 s),
+# H200, most of it compiling; GPU_CHECK_ABLATIONS=1 adds the weight-gradient paths and the staging
+# timed both ways, ~30 s, and dropout masks on the device against host masks, <= 40 s: raise
+# GPU_CHECK_BUDGET by 70 with it),
 # the cuda tests on the real device (<= 150 s; 147 s on an H200, 82 s on an H100 with fewer
 # tests; the PTX tier is skipped: it needs no GPU), an end-to-end train and sample (~25-37 s), and
 # the compact markdown table printed LAST. Every section runs even when an earlier one fails.
@@ -61,6 +63,11 @@ if [ "$T_LIM" -ge 20 ]; then
     || stamp "tests section: failures or timeout (see above)" | tee -a "$LOG/tests.log"
 else
   stamp "== 3. cuda tests skipped (time budget)" | tee "$LOG/tests.log"
+fi
+if [ "${GPU_CHECK_ABLATIONS:-0}" = 1 ]; then
+  stamp "== 3a. dropout masks on the device against host masks (timeout 40s)" | tee "$LOG/dropout.log"
+  timeout 40 $PY benchmarks/dropout_speed.py --device cuda --config 512,2,64,100,10 --config 1024,2,64,100,10 2>&1 \
+    | grep --line-buffered -v "NumbaPerformanceWarning\|warn(errors" | tee -a "$LOG/dropout.log" || true
 fi
 stamp "== 3b. end to end: seqlearn train and sample on --device cuda (timeout 50s)" | tee "$LOG/e2e.log"
 # without an install, seqlearn.cli (the top-level cli/ folder, mapped by pyproject.toml) needs a link

@@ -209,10 +209,11 @@ class CharLM:
         return self._pack_state(ops.copy_new(hT), ops.copy_new(cT) if self.cell == "lstm" else None, host)
 
     def _draw_masks(self, ws, T, B):
+        """One 63-bit key per mask from the model's generator; the backend computes the mask from
+        it (a counter-based hash, the same elements on every backend: ref.ops.dropout_mask)."""
         keep = 1.0 - self.dropout
         for k in range(self.L - 1):
-            m = (self.rng.random((T, B, self.H)) < keep).astype(self.dtype) / self.dtype.type(keep)
-            self.backend.ops.copy(self.backend.ops.to_device(m), ws["mask"][k])
+            self.backend.ops.dropout_mask(int(self.rng.integers(0, 1 << 63)), keep, ws["mask"][k])
 
     def forward_backward(self, inputs, targets, state=None, host_state=False):
         """Loss and gradients; gradients stay in self.grad_flat (backend array), the gradient w.r.t.

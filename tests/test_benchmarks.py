@@ -64,3 +64,11 @@ def test_step_floor_sums_the_phases(capsys):
     floor = float(re.search(r"^floor \(sum\)\s+([\d.]+) ms", out, re.M).group(1))
     assert len(phases) == 7 and abs(sum(phases) - floor) < 0.01
     assert re.search(r"^measured step \(2 threads\)\s+[\d.]+ ms", out, re.M)
+
+
+def test_dropout_speed_prints_a_row(capsys):
+    mod = _load("dropout_speed")
+    mod.main(["--config", "8,2,3,4", "--steps", "2"])
+    out = capsys.readouterr().out
+    row = [s for s in out.splitlines() if s.startswith("| lstm 8x2")]
+    assert len(row) == 1 and float(row[0].split("|")[-2]) > 0

@@ -89,6 +89,26 @@ def test_model_cpu_equals_ref(cell, kw, L, E, nonzero_state, dtype, split, monke
         assert_close(a, b, tol, "d initial state")
 
 
+@pytest.mark.parametrize("cell,kw", [("lstm", {}), ("gru", {"gru_variant": "torch"})], ids=["lstm", "gru"])
+def test_training_with_dropout_cpu_equals_ref(cell, kw, monkeypatch):
+    """Three training steps of a 3-layer model with dropout 0.5: the backends draw the same masks
+    from the same keys, so losses and gradients agree as without dropout."""
+    use_threads(monkeypatch, 3)
+    out = {}
+    for dev in ("ref", "cpu"):
+        m = seqlearn.CharLM("abcdefg", cell=cell, hidden_size=6, num_layers=3, dropout=0.5,
+                            dtype="float64", device=dev, seed=3, **kw)
+        x, y = random_batch(7, B=3, T=5, seed=4)
+        losses, st = [], None
+        for _ in range(3):
+            loss, grads, st = m.loss_and_grads(x, y, st)
+            losses.append(loss)
+        out[dev] = losses, {k: np.array(v) for k, v in grads.items()}
+    assert_close(out["cpu"][0], out["ref"][0], 1e-10, "losses")
+    for k, g in out["ref"][1].items():
+        assert_close(out["cpu"][1][k], g, 1e-10, k)
+
+
 # ---- cell level: every workspace output and every gradient buffer -------------------------------
 
 def _cell_inputs(cell, kw, T, B, H, dtype, seed=0):
@@ -237,6 +257,31 @@ def test_ops_cpu_equal_ref(dtype, threads):
         res[be.name] = o
     for k in res["ref"]:
         assert_close(res["cpu"][k], res["ref"][k], tol, k)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dropout_masks_cpu_equal_ref(dtype, threads):
+    """The counter-based dropout mask: cpu (split over threads at any element) and ref agree to
+    the element; about keep of the elements are kept, at 1 / keep as the dtype divides; another
+    key gives another mask, the same key the same one."""
+    from seqlearn.cpu import ops as cops
+    from seqlearn.ref import ops as rops
+    masks = {}
+    for key, keep in ((7, 0.7), (8, 0.7), (7, 0.25)):
+        a, b = np.full((13, 9, 17), np.nan, dtype), np.full((13, 9, 17), np.nan, dtype)
+        rops.dropout_mask(key, keep, a)
+        cops._dropout_mask(*rops.mask_args(key, keep, dtype), b.reshape(-1), 0, 1000)   # a split at 1000
+        cops._dropout_mask(*rops.mask_args(key, keep, dtype), b.reshape(-1), 1000, b.size)
+        assert np.array_equal(a, b)
+        c = np.empty_like(a)
+        cops.dropout_mask(key, keep, c)
+        assert np.array_equal(a, c)
+        scale = np.dtype(dtype).type(1) / np.dtype(dtype).type(keep)
+        assert set(np.unique(a)) == {0, scale}
+        assert abs((a > 0).mean() - keep) < 5 * np.sqrt(keep * (1 - keep) / a.size)
+        masks[key, keep] = a > 0
+    assert (masks[7, 0.7] != masks[8, 0.7]).mean() > 0.3                 # another key
+    assert not (masks[7, 0.25] & ~masks[7, 0.7]).any()                   # same key: nested by keep
 
 
 # ---- activations -------------------------------------------------------------------------------

@@ -126,6 +126,17 @@ def test_weight_gradient_product(dtype):
     assert rel(H_(c), A.T @ B) < TOL[dtype]
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # the simulator's uint64
+def test_dropout_mask_equals_ref():
+    """The dropout mask kernel draws the elements ref.ops.dropout_mask draws (several blocks)."""
+    for dt in (np.float32, np.float64):
+        want = np.empty((3, 5, 11), dt)
+        ref.ops.dropout_mask(2 ** 62 + 5, 0.6, want)
+        got = ops.zeros(want.shape, dt)
+        ops.dropout_mask(2 ** 62 + 5, 0.6, got)
+        assert np.array_equal(H_(got), want)
+
+
 def test_gathers_scatters_and_helpers():
     rng = np.random.default_rng(1)
     T, B, V, GH, E = 3, 2, 5, 40, 4    # GH = 40: two blocks of 32 columns (one partial)
@@ -395,12 +406,14 @@ def _train(device, cell, kw, dtype, steps, E=0, L=2, state=True):
     return np.array(losses), m.state_dict(), m.grads, st_out, m.dstate
 
 
-@pytest.mark.parametrize("cell,kw,E,L", [("lstm", {}, 0, 2), ("gru", {"gru_variant": "torch"}, 3, 2),
+@pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # the simulator's uint64
+@pytest.mark.parametrize("cell,kw,E,L", [("lstm", {"dropout": 0.5}, 0, 2), ("gru", {"gru_variant": "torch"}, 3, 2),
                                          ("lstm", {"peephole": True}, 0, 1)],
-                         ids=["lstm-L2", "gru-torch-embed-L2", "lstm-peephole-L1"])
+                         ids=["lstm-dropout-L2", "gru-torch-embed-L2", "lstm-peephole-L1"])
 def test_training_steps_equal_ref(cell, kw, E, L):
-    """Five Adam steps (one-hot or embedding input, carried initial state) on
-    cuda equal the same five steps on ref: losses, weights, gradients, final state, state gradient.
+    """Five Adam steps (one-hot or embedding input, carried initial state; dropout between the
+    lstm's layers, masks drawn on the device) on cuda equal the same five steps on ref: losses,
+    weights, gradients, final state, state gradient.
     lstm and gru-torch take the persistent kernels here (H = 8: one block), peephole the per-step path."""
     lr_, pr, gr, sr, dsr = _train("ref", cell, kw, "float64", 5, E, L)
     persist.STATUS["last_forward"] = None

@@ -17,6 +17,8 @@ import numpy as np
 from numba import config as _nbconfig
 from numba import cuda, float32, float64, int64, uint64
 
+from ..ref.ops import MASK_BITS as _MASK_BITS, MASK_GAMMA as _MASK_GAMMA, MASK_M1 as _MASK_M1, MASK_M2 as _MASK_M2
+
 SIMULATOR = bool(_nbconfig.ENABLE_CUDASIM)
 _CACHE = {}
 
@@ -537,6 +539,19 @@ def k_mul(a, b, out):
     st = cuda.gridsize(1)
     for i in range(i0, out.shape[0], st):
         out[i] = a[i] * b[i]
+
+
+@cuda.jit
+def k_dropout_mask(key, thr, scale, out):
+    """out[i] = scale where element i is kept (the hash of ref.ops.dropout_mask), else 0."""
+    i0 = cuda.grid(1)
+    st = cuda.gridsize(1)
+    for i in range(i0, out.shape[0], st):
+        z = key + uint64(i + 1) * uint64(_MASK_GAMMA)
+        z = (z ^ (z >> uint64(30))) * uint64(_MASK_M1)
+        z = (z ^ (z >> uint64(27))) * uint64(_MASK_M2)
+        z = z ^ (z >> uint64(31))
+        out[i] = scale if (z >> uint64(64 - _MASK_BITS)) < thr else 0.0
 
 
 @cuda.jit
@@ -1092,6 +1107,7 @@ def registry():
         ("fill", k_fill, "void({f}[::1], float64)"),
         ("copy", k_copy, "void({f}[::1], {f}[::1])"),
         ("mul", k_mul, "void({f}[::1], {f}[::1], {f}[::1])"),
+        ("dropout_mask", k_dropout_mask, "void(uint64, uint64, float64, {f}[::1])"),
         ("clip", k_clip, "void({f}[::1], float64, float64)"),
         ("colsum", k_colsum, "void({f}[:, :], {f}[::1], int64)"),
         ("project_onehot", k_project_onehot, "void({f}[:, ::1], {f}[::1], int64[::1], {f}[:, ::1])"),

@@ -79,6 +79,13 @@ def mul(a, b, out):
         K.launch(K.k_mul, _grid(out.size), (_flat(a), _flat(b), _flat(out),))
 
 
+def dropout_mask(key, keep, out):
+    """The dropout mask of ref.ops.dropout_mask (the same elements), computed on the device."""
+    from ..ref.ops import mask_args
+    if out.size:
+        K.launch(K.k_dropout_mask, _grid(out.size), mask_args(key, keep, out.dtype) + (_flat(out),))
+
+
 def clip_all(x, lo, hi):
     if x.size:
         K.launch(K.k_clip, _grid(x.size), (_flat(x), float(lo), float(hi),))

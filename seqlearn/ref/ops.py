@@ -60,6 +60,36 @@ def mul(a, b, out):
     np.multiply(a, b, out=out)
 
 
+# Dropout masks come from a counter-based hash of (key, element index): SplitMix64's output
+# function applied to key + (i + 1) * MASK_GAMMA, the element kept when its top MASK_BITS bits are
+# below round(keep * 2^MASK_BITS). Every backend computes the same mask for the same key (the cpu
+# and cuda kernels repeat this arithmetic), and no backend draws T*B*H numbers on the host or
+# copies them to a device: the model draws one 63-bit key per mask from its generator.
+MASK_GAMMA = 0x9E3779B97F4A7C15
+MASK_M1 = 0xBF58476D1CE4E5B9
+MASK_M2 = 0x94D049BB133111EB
+MASK_BITS = 24
+
+
+def mask_args(key, keep, dtype):
+    """(key, threshold, scale) as the mask kernels take them: uint64 key and threshold, and the
+    kept elements' value 1 / keep rounded as the array's dtype divides (float64 holds it exactly)."""
+    dt = np.dtype(dtype).type
+    return np.uint64(key), np.uint64(round(keep * (1 << MASK_BITS))), float(dt(1) / dt(keep))
+
+
+def dropout_mask(key, keep, out):
+    """out[...] = 1 / keep where element i (C order) is kept, else 0 (see MASK_GAMMA)."""
+    k, thr, scale = mask_args(key, keep, out.dtype)
+    with np.errstate(over="ignore"):
+        z = k + np.arange(1, out.size + 1, dtype=np.uint64) * np.uint64(MASK_GAMMA)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(MASK_M1)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(MASK_M2)
+        z ^= z >> np.uint64(31)
+    kept = (z >> np.uint64(64 - MASK_BITS)) < thr
+    out[...] = np.where(kept, out.dtype.type(scale), out.dtype.type(0)).reshape(out.shape)
+
+
 def copy(src, dst):
     dst[...] = src
 
