@@ -46,7 +46,17 @@ class CharLM:
         self._g = P.views(self.grad_flat, self.table)
         self.cell_impl = Cell(self.backend, cell, self.H, self.peephole, gru_variant)
         self._ws = {}
-        self.dstate = None
+        self._dstate, self._dstate_src = None, None
+
+    @property
+    def dstate(self):
+        """The gradient of the last forward_backward's loss w.r.t. its initial state, as host
+        arrays ((dh0, dc0) for lstm, else dh0); copied from the backend when first read, so a
+        training step on a GPU does not wait for it."""
+        if self._dstate is None and self._dstate_src is not None:
+            to_host = self.backend.ops.to_host
+            self._dstate = self._pack_state(*(to_host(a).copy() for a in self._dstate_src), True)
+        return self._dstate
 
     # ---- parameters -------------------------------------------------------------------------
     @property
@@ -217,7 +227,8 @@ class CharLM:
 
     def forward_backward(self, inputs, targets, state=None, host_state=False):
         """Loss and gradients; gradients stay in self.grad_flat (backend array), the gradient w.r.t.
-        the initial state in self.dstate. Returns (loss, final state)."""
+        the initial state in self.dstate. Returns (loss, final state). The loss comes back to the
+        host last (on cuda its copy waits for the whole step: one synchronisation, at the end)."""
         x, y = self._tokens(inputs, "inputs"), self._tokens(targets, "targets")
         _check(x.shape == y.shape, "inputs and targets must have the same shape")
         T, B = x.shape
@@ -251,8 +262,8 @@ class CharLM:
                 dout = dinp
         if self.E:
             ops.lookup_backward(ws["demb"], x, g["encoder.weight"])
-        self.dstate = self._pack_state(ops.to_host(ws["dh0"]).copy(), ops.to_host(ws["dc0"]).copy(), True)
-        return loss, state_out
+        self._dstate, self._dstate_src = None, (ws["dh0"], ws["dc0"])
+        return float(loss), state_out
 
     def loss_and_grads(self, inputs, targets, state=None):
         """(mean nats per predicted character, {name: gradient}, final state as host arrays)."""

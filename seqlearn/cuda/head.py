@@ -37,13 +37,26 @@ def loss(h, W, b, y):
     return float(out.copy_to_host()[0]) / N
 
 
+class DeviceLoss:
+    """The mean loss, still on the device: float() copies it to the host (and so waits for the
+    work queued before it). Read it before the next loss of the same shape is computed."""
+    __slots__ = ("out", "n")
+
+    def __init__(self, out, n):
+        self.out, self.n = out, n
+
+    def __float__(self):
+        return float(self.out.copy_to_host()[0]) / self.n
+
+
 def loss_backward(h, W, b, y, dh, dW, db):
-    """Return the mean loss; write dh, accumulate dW, db (gradients of the mean)."""
+    """Return the mean loss as a DeviceLoss (the model reads it after queueing the layers'
+    backward, so the host does not wait mid-step); write dh, accumulate dW, db."""
     N = h.shape[0]
     dz, out = _loss(h, W, b, y, True)
     ops.matmul_wgrad(dz, h, dW, db)
     ops.matmul(dz, W, dh)
-    return float(out.copy_to_host()[0]) / N
+    return DeviceLoss(out, N)
 
 
 def logits(h, W, b, out):
