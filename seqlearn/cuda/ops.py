@@ -5,6 +5,7 @@ from numba import cuda
 
 from . import config
 from . import kernels as K
+from ..ref.ops import mask_args
 
 
 def _grid(n):
@@ -81,7 +82,6 @@ def mul(a, b, out):
 
 def dropout_mask(key, keep, out):
     """The dropout mask of ref.ops.dropout_mask (the same elements), computed on the device."""
-    from ..ref.ops import mask_args
     if out.size:
         K.launch(K.k_dropout_mask, _grid(out.size), mask_args(key, keep, out.dtype) + (_flat(out),))
 
