@@ -525,8 +525,9 @@ def products_ablation():
     matmul_rt, build_matmul_wg with one K slice and split over K (partials + fixed-order pass; the
     default); and the bias-gradient column sums separate vs fused (the default). Measured on an
     H200 and no longer timed here: atomics for the K slices (within 9% of the second pass, order
-    not fixed), launch bounds for 3 blocks per SM (1.2-2x slower). Shapes: lstm H = 512, B = 32 and H = 1024, B = 64 (T = 100), and the
-    head's dW at V = 65, H = 1024, B = 64. rel_err against float64 on the host."""
+    not fixed), launch bounds for 3 blocks per SM (1.2-2x slower). Shapes: lstm H = 512, B = 32
+    and H = 1024, B = 64 (T = 100), and the head's dW at V = 65, H = 1024, B = 64. rel_err against
+    float64 on the host."""
     from seqlearn.cuda import config, ops
     variants = (("rt", {"MM_WG": False}), ("wg S=1", {"MM_WG": True, "MM_SPLITK": 1}),
                 ("wg split", {"MM_WG": True, "MM_SPLITK": 0}))
