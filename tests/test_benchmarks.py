@@ -72,3 +72,14 @@ def test_dropout_speed_prints_a_row(capsys):
     out = capsys.readouterr().out
     row = [s for s in out.splitlines() if s.startswith("| lstm 8x2")]
     assert len(row) == 1 and float(row[0].split("|")[-2]) > 0
+
+
+def test_wgrad_speed_prints_rows(capsys):
+    mod = _load("wgrad_speed")
+    mod.main(["--shape", "40,600,20", "--reps", "2", "--config", "lstm:8,2,3,4,2"])
+    out = capsys.readouterr().out
+    prod = [s for s in out.splitlines() if s.startswith("| 40 x 600 x 20 |")]
+    step = [s for s in out.splitlines() if s.startswith("| lstm 8x2")]
+    assert len(prod) == 1 and float(prod[0].split("|")[-2]) < 1e-5      # both products agree
+    assert len(step) == 1 and float(step[0].split("|")[-2]) > 0
+

@@ -76,12 +76,21 @@ def test_gates_and_units(dt, G, H, M):
 @pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
 @pytest.mark.parametrize("split_k_max", [0, 1 << 30], ids=["output-rows", "rows-of-N"])
 @pytest.mark.parametrize("nthreads", [1, 3])
-def test_wgrad_splits(dt, split_k_max, nthreads, monkeypatch):
-    """dW += d.T @ x, db += d.sum(0), split by output rows or by the N rows (partial sums added)."""
-    from seqlearn.cpu import _blas, _threads
+@pytest.mark.parametrize("path", ["default", "wide", "openblas"])
+def test_wgrad_splits(dt, split_k_max, nthreads, path, monkeypatch):
+    """dW += d.T @ x, db += d.sum(0), split by output rows or by the N rows (partial sums added),
+    through each product: _tn's (d read in place), _tn_wide's (d transposed in blocks; tiny blocks
+    here, so that every edge is crossed) and OpenBLAS's; "default": the choice for this narrow d (_tn
+    for a split over N, _tn_wide by output rows)."""
+    from seqlearn.cpu import _blas, _threads, _tn, _tn_wide
     monkeypatch.setattr(_threads, "NUM_THREADS", nthreads)
     monkeypatch.setattr(_threads, "MIN_WROWS", 1)
     monkeypatch.setattr(_blas, "SPLIT_K_MAX", split_k_max)
+    if path != "default":
+        monkeypatch.setattr(_tn, "TN_MAX_BYTES", 0)
+        monkeypatch.setattr(_blas, "WIDE", path == "wide")
+        monkeypatch.setattr(_tn_wide, "KC", 8)
+        monkeypatch.setattr(_tn_wide, "MC", 5)
     rng = np.random.default_rng(7)
     d = rng.standard_normal((37, 12)).astype(dt)
     x = rng.standard_normal((37, 5)).astype(dt)
@@ -114,6 +123,37 @@ def test_tn_strided_tiles(dt, O, I):
                         np.zeros(8, np.int64), 1, kc)
         assert rel(dW, dW0 + D[n0:n1].T @ X[n0:n1]) < TOL[dt]
         assert rel(db, db0 + D[n0:n1].sum(0)) < TOL[dt]
+
+
+@pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
+@pytest.mark.parametrize("O", [1, 3, 8, 13, 40])
+@pytest.mark.parametrize("I", [1, 16, 37])
+def test_tn_wide(dt, O, I):
+    """_tn_wide.wgrad_wide on one thread, split over N (rows n0:n1 of D) and by output rows (rows
+    r0:r1 of dW and db, the others untouched): D transposed in blocks of kc x mc (whole register
+    blocks of 8 x 8 or 4 x 4, and the edges), the bias gradient summed on the way."""
+    from seqlearn.cpu import _tn_wide
+    rng = np.random.default_rng(O * 100 + I)
+    N = 77
+    D = rng.standard_normal((N, O)).astype(dt)
+    X = rng.standard_normal((N, I)).astype(dt)
+    for n0, n1, kc, mc in [(0, N, 32, 16), (5, 70, 16, 8), (3, 4, 8, 5), (0, N, 768, 48), (0, N, 9, 3)]:
+        dW0 = rng.standard_normal((O, I)).astype(dt)
+        db0 = rng.standard_normal(O).astype(dt)
+        dW, db = dW0.copy(), db0.copy()
+        _tn_wide.wgrad_wide(D, X, dW, db, np.empty((0, O, I), dt), np.full((1, O), np.nan, dt), n0, n1, 0, 0, O,
+                            np.zeros(8, np.int64), 1, False, kc, mc)
+        assert rel(dW, dW0 + D[n0:n1].T @ X[n0:n1]) < TOL[dt]
+        assert rel(db, db0 + D[n0:n1].sum(0)) < TOL[dt]
+        r0, r1 = O // 3, O - O // 4
+        dW, db = dW0.copy(), db0.copy()
+        _tn_wide.wgrad_wide(D, X, dW, db, np.empty((0, O, I), dt), np.empty((1, O), dt), 0, N, 0, r0, r1,
+                            np.zeros(8, np.int64), 1, True, kc, mc)
+        want, wantb = dW0.copy(), db0.copy()
+        want[r0:r1] += D[:, r0:r1].T @ X
+        wantb[r0:r1] += D[:, r0:r1].sum(0)
+        assert rel(dW, want) < TOL[dt] and rel(db, wantb) < TOL[dt]
+        assert (dW[:r0] == dW0[:r0]).all() and (db[r1:] == db0[r1:]).all()
 
 
 @pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])

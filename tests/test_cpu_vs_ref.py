@@ -89,6 +89,31 @@ def test_model_cpu_equals_ref(cell, kw, L, E, nonzero_state, dtype, split, monke
         assert_close(a, b, tol, "d initial state")
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("split_k_max", [0, 1 << 30], ids=["output-rows", "rows-of-N"])
+@pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
+def test_model_wide_wgrad_cpu_equals_ref(cell, kw, split_k_max, dtype, monkeypatch):
+    """Every weight gradient of a 2-layer model with an embedding through _tn_wide's product (the
+    one for gate gradients wider than 2 KiB, from H = 129 on for the LSTM), in blocks of 4 x 5
+    and split over three threads both ways: the gradients equal ref's."""
+    from seqlearn.cpu import _blas, _tn, _tn_wide
+    use_threads(monkeypatch, 3)
+    monkeypatch.setattr(_tn, "TN_MAX_BYTES", 0)
+    monkeypatch.setattr(_tn_wide, "KC", 4)
+    monkeypatch.setattr(_tn_wide, "MC", 5)
+    monkeypatch.setattr(_blas, "SPLIT_K_MAX", split_k_max)
+    out = {}
+    for dev in ("ref", "cpu"):
+        m = seqlearn.CharLM("abcdefg", cell=cell, hidden_size=6, num_layers=2, embed_dim=5,
+                            dtype=dtype, device=dev, seed=3, **kw)
+        x, y = random_batch(7, B=3, T=5, seed=4)
+        loss, grads, _ = m.loss_and_grads(x, y, random_state(m, 3))
+        out[dev] = loss, {k: np.array(v) for k, v in grads.items()}
+    assert abs(out["cpu"][0] - out["ref"][0]) <= TOL[dtype] * abs(out["ref"][0])
+    for k, g in out["ref"][1].items():
+        assert_close(out["cpu"][1][k], g, TOL[dtype], k)
+
+
 @pytest.mark.parametrize("cell,kw", [("lstm", {}), ("gru", {"gru_variant": "torch"})], ids=["lstm", "gru"])
 def test_training_with_dropout_cpu_equals_ref(cell, kw, monkeypatch):
     """Three training steps of a 3-layer model with dropout 0.5: the backends draw the same masks

@@ -166,19 +166,21 @@ def gemm_nt_probe(a, b, c):
 
 
 @jit
-def split_k_finish(d2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth):
+def split_k_finish(d2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth, sum_db=True):
     """The end of thread k of a weight-gradient product split over the N rows, once its partial dW
-    is in dW (k = 0) or tmp[k - 1]: the bias gradient of its rows n0:n1 into tdb[k]; after a
-    barrier, rows r0:r1 of the partial sums added into dW, db."""
+    is in dW (k = 0) or tmp[k - 1]: the bias gradient of its rows n0:n1 into tdb[k] (unless
+    sum_db is False: the product summed it there already); after a barrier, rows r0:r1 of the
+    partial sums added into dW, db."""
     O = d2.shape[1]
     I = dW.shape[1]
-    s = tdb[k]
-    for o in range(O):
-        s[o] = 0
-    for n in range(n0, n1):
-        a = d2[n]
-        for o in range(np.uint64(O)):
-            s[o] += a[o]
+    if sum_db:
+        s = tdb[k]
+        for o in range(O):
+            s[o] = 0
+        for n in range(n0, n1):
+            a = d2[n]
+            for o in range(np.uint64(O)):
+                s[o] += a[o]
     barrier(bar, nth, 0)
     for o in range(r0, r1):
         w = dW[o]
@@ -215,25 +217,37 @@ def _wgrad_split_k(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, ab, bar, nth):
 SPLIT_K_MAX = 1 << 21
 
 
+WIDE = True     # wide d2 through _tn_wide (False: OpenBLAS's TN product; benchmarks compare both)
+
+
 def wgrad(d2, x2, dW, db, ab):
     """dW += d2.T @ x2, db += d2.sum(0), on the worker threads (see SPLIT_K_MAX). While d2's rows
-    take at most _tn.TN_MAX_BYTES, the product is _tn.wgrad_split's (no transposed copy of d2), else
-    OpenBLAS's."""
-    from . import _threads, _tn
+    take at most _tn.TN_MAX_BYTES, the product is _tn.wgrad_split's (no transposed copy of d2),
+    beyond that _tn_wide.wgrad_wide's (d2 transposed block by block into the register tiles)."""
+    from . import _threads, _tn, _tn_wide
     N, O = d2.shape
     I = x2.shape[1]
     parts = _threads.chunks(N, _threads.MIN_WROWS)
-    narrow = (O * d2.itemsize <= _tn.TN_MAX_BYTES and O * I <= SPLIT_K_MAX and d2.flags.c_contiguous
-              and x2.flags.c_contiguous and dW.flags.c_contiguous)
-    if narrow or (len(parts) > 1 and O * I <= SPLIT_K_MAX):
+    dense = d2.flags.c_contiguous and x2.flags.c_contiguous and dW.flags.c_contiguous
+    narrow = dense and O * d2.itemsize <= _tn.TN_MAX_BYTES and O * I <= SPLIT_K_MAX
+    wide = dense and WIDE and not narrow
+    if narrow or ((wide or len(parts) > 1) and O * I <= SPLIT_K_MAX):
         nth = len(parts)
         tmp = np.empty((nth - 1, O, I), d2.dtype)     # per call: concurrent models never share it
         tdb = np.empty((nth, O), d2.dtype)
         bar = np.zeros(8, np.int64)
         rows = [(O * k // nth, O * (k + 1) // nth) for k in range(nth)]
-        tail = (bar, nth, _tn.kc_for(O, d2.itemsize)) if narrow else (ab, bar, nth)
+        tail = ((bar, nth, _tn.kc_for(O, d2.itemsize)) if narrow else (bar, nth, False, _tn_wide.KC, _tn_wide.MC) if wide
+                else (ab, bar, nth))
+        fn = _tn.wgrad_split if narrow else _tn_wide.wgrad_wide if wide else _wgrad_split_k
         jobs = [(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1) + tail for k, ((n0, n1), (r0, r1))
                 in enumerate(zip(parts, rows))]
-        _threads.run_sync(_tn.wgrad_split if narrow else _wgrad_split_k, jobs)
+        _threads.run_sync(fn, jobs)
         return
-    _threads.run(wgrad_rows, [(d2, x2, dW, db, r0, r1, ab) for r0, r1 in _threads.chunks(O, _threads.MIN_WROWS)])
+    orows = _threads.chunks(O, _threads.MIN_WROWS)
+    if wide:
+        tmp, tdb, bar = np.empty((0, O, I), d2.dtype), np.empty((1, O), d2.dtype), np.zeros(8, np.int64)
+        _threads.run(_tn_wide.wgrad_wide, [(d2, x2, dW, db, tmp, tdb, 0, N, 0, r0, r1, bar, 1, True, _tn_wide.KC, _tn_wide.MC)
+                                           for r0, r1 in orows])
+        return
+    _threads.run(wgrad_rows, [(d2, x2, dW, db, r0, r1, ab) for r0, r1 in orows])
