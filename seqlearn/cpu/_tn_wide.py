@@ -125,7 +125,7 @@ def _transpose(d2, k0, kk, i0, m, A, lda, sums):
 @jit
 def wgrad_wide(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth, by_rows, kc=KC, mc=MC):
     """Thread k of dW += d2.T @ x2, db += d2.sum(0) for a wide d2. Split over the N rows (by_rows
-    False, as _tn.wgrad_split: rows n0:n1 of d2 into dW (k = 0) or tmp[k - 1] (zeroed first), then
+    False, as _tn.wgrad_split: rows n0:n1 of d2 into dW (k = 0) or tmp[k - 1] (overwritten), then
     the partial sums added, rows r0:r1, after a barrier) or over the output rows (by_rows True:
     rows r0:r1 of dW and db over all N, no barrier). d2 (N, O), x2 (N, I), dW (O, I), C-contiguous."""
     N, O = d2.shape
@@ -142,7 +142,7 @@ def wgrad_wide(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth, by_rows, k
         sums = tdb[k]
         for o in range(O):
             sums[o] = 0
-        if k > 0:
+        if k > 0 and n1 <= n0:           # else the first block of rows overwrites tmp[k - 1]
             for o in range(O):
                 for i in range(I):
                     dst[o, i] = 0
@@ -162,7 +162,8 @@ def wgrad_wide(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth, by_rows, k
             m = min(mc, o1 - i0)
             At = A[a0:]
             _transpose(d2, k0, kk, i0, m, At, kk, sums)
-            mm(ab, m, kk, At.ctypes.data, kk, pp, kk * nr, 0, I, pw + i0 * I * isz, I, True, scratch)
+            mm(ab, m, kk, At.ctypes.data, kk, pp, kk * nr, 0, I, pw + i0 * I * isz, I, k0 > n0 or k == 0 or by_rows,
+               scratch)
     P[0] = 0                # P lives to here: numba frees an array after its last use
     if not by_rows:
         split_k_finish(d2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth, False)
