@@ -8,8 +8,9 @@ A backend package holds modules lstm, gru and rnn with cell-specific signatures;
                         dxg, dW_hh, db_hh, dp, dh0, dc0)    # workspace buffer holding it), dh0,
                                                             # dc0; accumulates dW_hh, db_hh, dp
 
-xg (T, B, G*H) is the input projection W_ih x + b_ih; p is the (3, H) peephole block or None;
-c0, dcT, dc0 are ignored (None) for gru and rnn.
+xg (T, B, G*H) is the input projection W_ih x + b_ih (or what the backend's fused_input returned
+for a dense input); p is the (3, H) peephole block or None; c0, dcT, dc0 are ignored (None) for gru
+and rnn.
 """
 from .params import GATES
 
@@ -28,6 +29,12 @@ class Cell:
         """(h_T, c_T or None) as views into the workspace."""
         T = ws["hs"].shape[0] - 1
         return ws["hs"][T], (ws["cs"][T] if self.has_c else None)
+
+    def fused_input(self, x, W_ih, b_ih):
+        """What forward takes as xg for a dense input x (T, B, I) when the backend's time loop
+        multiplies x_t @ W_ih.T itself (the cpu lstm), else None (the caller writes xg)."""
+        fuse = getattr(self.mod, "fused_input", None)
+        return None if fuse is None else fuse(x, W_ih, b_ih)
 
     def forward(self, ws, xg, W_hh, b_hh, p, h0, c0):
         if self.kind == "lstm":

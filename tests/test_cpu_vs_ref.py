@@ -207,6 +207,36 @@ def test_cpu_forward_reads_onehot_table(cell, kw, threads):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("peephole", [False, True], ids=["lstm", "peephole"])
+@pytest.mark.parametrize("I", [5, 40])
+def test_lstm_forward_multiplies_dense_input(peephole, I, dtype, threads, monkeypatch):
+    """The cpu lstm forward given fused_input's DenseInput (x_t @ W_ih.T added into each step's
+    product, in column blocks) computes what it computes from the written projection
+    x @ W_ih.T + b_ih (every workspace buffer), on one or three threads, batch chunks or unit
+    slices; fused_input declines (None) a non-contiguous x, and when switched off."""
+    from seqlearn.cpu import _gemm, lstm
+    monkeypatch.setattr(_gemm, "NT2_COLS", 16)      # several column blocks per gate at H = 40
+    T, B, H = 5, 3, 40
+    d, G = _cell_inputs("lstm", {"peephole": peephole}, T, B, H, dtype)
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((T, B, I)).astype(dtype)
+    W_ih, b_ih = rng.standard_normal((G * H, I)).astype(dtype), rng.standard_normal(G * H).astype(dtype)
+    dense = lstm.fused_input(x, W_ih, b_ih)
+    assert isinstance(dense, cpu.ops.DenseInput) and dense.shape == (T, B, G * H)
+    assert lstm.fused_input(np.asfortranarray(x), W_ih, b_ih) is None
+    written = (x.reshape(T * B, I) @ W_ih.T + b_ih).reshape(T, B, G * H)
+    runs = []
+    for xg in (dense, written):
+        ws = lstm.workspace(T, B, H, dtype)
+        lstm.forward(ws, xg, d["W_hh"], d["b_hh"], d["p"], d["h0"], d["c0"])
+        runs.append(ws)
+    for k in SHARED_WS["lstm"]:
+        assert_close(runs[0][k], runs[1][k], 1e-12 if dtype == "float64" else 1e-5, k)
+    monkeypatch.setattr(lstm, "FUSE_INPUT", False)
+    assert lstm.fused_input(x, W_ih, b_ih) is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("with_final_grad", [False, True], ids=["no-dhT", "dhT"])
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
 def test_cell_buffers_cpu_equal_ref(cell, kw, with_final_grad, dtype, threads):

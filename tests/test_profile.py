@@ -233,3 +233,23 @@ def _check_sim(r):
     assert doc["times_meaningful"] is False
     tr = profiler.chrome_trace(r)
     assert any(e.get("cat") == "forward_l0" for e in tr["traceEvents"])
+
+
+@pytest.mark.parametrize("fuse", [True, False])
+def test_phase_flops_follow_the_fused_input(fuse, monkeypatch):
+    """Where the cpu lstm multiplies a dense input inside its time loop, that projection's FLOPs
+    belong to the layer's recurrent forward, not to the input phase; the gru writes it first."""
+    import seqlearn
+    from seqlearn.cpu import lstm
+    from seqlearn.profiler.phases import fuses_input, phase_flops
+    monkeypatch.setattr(lstm, "FUSE_INPUT", fuse)
+    T, B, H = 4, 3, 8
+    N = T * B
+    m = seqlearn.CharLM("abcde", cell="lstm", hidden_size=H, num_layers=2, device="cpu")
+    f = phase_flops(m, T, B, True)
+    assert fuses_input(m) is fuse
+    assert f["forward_l0"] == 2.0 * N * 4 * H * H
+    assert f["forward_l1"] == 2.0 * N * 4 * H * (2 * H if fuse else H)
+    assert f["input"] == (0.0 if fuse else 2.0 * N * 4 * H * H)
+    g = seqlearn.CharLM("abcde", cell="gru", hidden_size=H, num_layers=2, device="cpu")
+    assert not fuses_input(g) and phase_flops(g, T, B, True)["input"] == 2.0 * N * 3 * H * H

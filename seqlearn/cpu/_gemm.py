@@ -440,6 +440,27 @@ def gates_nt(ab, H, K, g0, g1, u0, u1, M, pa, lda, pp, pc, ldc, scratch):
         mm(ab, M, K, pa, lda, pp + g * npan * K * nr * isz, K * nr, u0, u1, pc + g * H * isz, ldc, False, scratch)
 
 
+# Columns of C per block of gates_nt2: both products of a block run before the next, so the
+# block of C (M x 64) stays in L1 between them.
+NT2_COLS = 64
+
+
+@jit(_sigs("v", *([_i] * 16), "v"))
+def gates_nt2(ab, H, K1, pa1, lda1, pp1, K2, pa2, lda2, pp2, g0, g1, u0, u1, M, pc, ldc, scratch):
+    """gates_nt of two operands: C[:M, g H + u0 : g H + u1] = A1[:M, :K1] @ W1[...].T +
+    A2[:M, :K2] @ W2[...].T for gates g0:g1, W1 and W2 packed by pack_gates at pp1, pp2."""
+    isz = scratch.itemsize
+    nr = 64 // isz
+    npan = (H + nr - 1) // nr
+    for g in range(g0, g1):
+        for c0 in range(u0, u1, NT2_COLS):
+            c1 = min(u1, c0 + NT2_COLS)
+            mm(ab, M, K1, pa1, lda1, pp1 + g * npan * K1 * nr * isz, K1 * nr, c0, c1, pc + g * H * isz, ldc, False,
+               scratch)
+            mm(ab, M, K2, pa2, lda2, pp2 + g * npan * K2 * nr * isz, K2 * nr, c0, c1, pc + g * H * isz, ldc, True,
+               scratch)
+
+
 @jit(_sigs("v", _i, _i, _i, _i, _i, _i, _i, _i, "v", _i, _i, _b, "v"))
 def units_nn(ab, KW, k0, K, u0, u1, M, pa, lda, Pb, pc, ldc, accumulate, scratch):
     """C[:M, u0:u1] (+)= A[:M, :K] @ W[k0:k0+K, u0:u1], with Pb from pack_units of W (KW, H).

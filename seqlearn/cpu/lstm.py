@@ -16,7 +16,7 @@ from . import _gemm
 from ._blas import consts, wgrad
 from ._jit import jit
 from ._sync import barrier
-from .ops import input_rows
+from .ops import DenseInput, input_rows
 
 G = 4
 
@@ -74,15 +74,20 @@ def _cell_forward(xr, ar, b_hh, p, peep, cp, gr, cn, tr, hn, H, u0, u1):
 
 
 @jit
-def _forward(X2, xi, W_hh, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0, b1, u0, u1, jp0, jp1, pbar, npk,
-             bar, nth):
+def _forward(X2, xi, W_hh, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, xin, W_ih, Pi, dense, b0, b1, u0, u1,
+             jp0, jp1, pbar, npk, bar, nth):
     """Rows b0:b1 of the batch, units u0:u1 (of every gate), all T steps; the input pre-activations
-    of step t, row b are X2[xi[t, b]] (ops.input_rows). First this thread packs panels jp0:jp1 of
-    W_hh into Pf, and all npk threads meet at a barrier (pbar). With nth > 1 threads splitting the
-    units, a barrier after each step makes h_t whole before the next product."""
+    of step t, row b are X2[xi[t, b]] (ops.input_rows), plus xin[t, b] @ W_ih.T when dense (an
+    ops.DenseInput: the step's product takes both, W_ih packed into Pi). First this thread packs
+    panels jp0:jp1 of W_hh into Pf (and of W_ih into Pi), and all npk threads meet at a barrier
+    (pbar). With nth > 1 threads splitting the units, a barrier after each step makes h_t whole
+    before the next product."""
     _gemm._pack_gates_range(W_hh, G, Pf, jp0, jp1)
+    if dense:
+        _gemm._pack_gates_range(W_ih, G, Pi, jp0, jp1)
     barrier(pbar, npk, 0)
     T, B = xi.shape
+    I = xin.shape[2]
     GH = X2.shape[1]
     H = GH // 4
     ab = consts(hs)
@@ -95,8 +100,12 @@ def _forward(X2, xi, W_hh, Pf, b_hh, p, peep, h0, c0, hs, cs, gates, tcs, a, b0,
     gen = barrier(bar, nth, 0)
     for t in range(T):
         ph = hs.ctypes.data + ((t * B + b0) * H) * isz
-        _gemm.gates_nt(ab, H, H, 0, 4, u0, u1, b1 - b0, ph, H, Pf.ctypes.data, a.ctypes.data + b0 * GH * isz, GH,
-                       scratch)
+        if dense:
+            _gemm.gates_nt2(ab, H, H, ph, H, Pf.ctypes.data, I, xin.ctypes.data + ((t * B + b0) * I) * isz, I,
+                            Pi.ctypes.data, 0, 4, u0, u1, b1 - b0, a.ctypes.data + b0 * GH * isz, GH, scratch)
+        else:
+            _gemm.gates_nt(ab, H, H, 0, 4, u0, u1, b1 - b0, ph, H, Pf.ctypes.data, a.ctypes.data + b0 * GH * isz,
+                           GH, scratch)
         for b in range(b0, b1):
             _cell_forward(X2[xi[t, b]], a[b], b_hh, p, peep, cs[t, b], gates[t, b], cs[t + 1, b], tcs[t, b],
                           hs[t + 1, b], H, u0, u1)
@@ -195,12 +204,34 @@ def _dummy(dtype):
     return np.zeros((1, 1), dtype)
 
 
+# Dense inputs (layers above the first, an embedding) multiplied inside the time loop (fused_input)
+FUSE_INPUT = True
+
+
+def fused_input(x, W_ih, b_ih):
+    """An ops.DenseInput for forward, or None (FUSE_INPUT off, or x not C-contiguous): then the
+    caller writes the projection x @ W_ih.T + b_ih itself."""
+    if not FUSE_INPUT or not x.flags.c_contiguous:
+        return None
+    return DenseInput(x, W_ih, b_ih.reshape(1, -1))
+
+
 def forward(ws, xg, W_hh, b_hh, p, h0, c0):
-    """Fill ws from the input pre-activations xg (T, B, 4H), or an ops.OneHot. p is None or (3, H)."""
+    """Fill ws from the input pre-activations xg (T, B, 4H), an ops.OneHot or an ops.DenseInput.
+    p is None or (3, H)."""
     peep = p is not None
     p = p if peep else _dummy(W_hh.dtype)
+    dense = isinstance(xg, DenseInput)
+    if dense:
+        I = xg.x.shape[2]
+        n = _gemm.packed_size(G, W_hh.shape[1], I, W_hh.dtype)
+        if ws.get("Pi") is None or ws["Pi"].size != n:
+            ws["Pi"] = _gemm.zeros_aligned(n, W_hh.dtype)      # W_ih packed for x_t @ W_ih.T
+        fused = (xg.x, xg.W_ih, ws["Pi"], True)
+    else:
+        fused = (np.zeros((1, 1, 1), W_hh.dtype), _dummy(W_hh.dtype), np.zeros(1, W_hh.dtype), False)
     args = input_rows(xg) + (W_hh, ws["Pf"], b_hh, p, peep, h0, c0, ws["hs"], ws["cs"], ws["gates"], ws["tcs"],
-                             ws["a"])
+                             ws["a"]) + fused
     parts = _threads.plan(xg.shape[1], W_hh.shape[1], W_hh.nbytes)
     packs = _gemm.panel_shares(_gemm.panels(W_hh.shape[0] // G, W_hh.dtype), len(parts))
     tail = (np.zeros(8, np.int64), len(parts), np.zeros(8, np.int64), _threads.nsync(parts))

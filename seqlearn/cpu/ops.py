@@ -64,11 +64,27 @@ class OneHot(NamedTuple):
         return self.x.shape + (self.table.shape[1],)
 
 
+class DenseInput(NamedTuple):
+    """A dense layer's input for a time loop that multiplies it itself, step by step (the LSTM's:
+    x_t @ W_ih.T added into the step's recurrent product), instead of reading a projection
+    (T, B, G*H) written before the loop. bias: b_ih as one row (1, G*H)."""
+    x: np.ndarray         # (T, B, I), C-contiguous
+    W_ih: np.ndarray      # (G*H, I)
+    bias: np.ndarray      # (1, G*H)
+
+    @property
+    def shape(self):
+        return self.x.shape[:2] + (self.W_ih.shape[0],)
+
+
 def input_rows(xg):
     """(rows (R, G*H), index (T, B) int64) with step t, row b of the input projection at
-    rows[index[t, b]]: the table and characters of a OneHot, or xg (T, B, G*H) itself."""
+    rows[index[t, b]]: the table and characters of a OneHot, b_ih (every step and row) of a
+    DenseInput, or xg (T, B, G*H) itself."""
     if isinstance(xg, OneHot):
         return xg.table, xg.x
+    if isinstance(xg, DenseInput):
+        return xg.bias, np.zeros(xg.x.shape[:2], np.int64)
     T, B, GH = xg.shape     # (a writeable index: a read-only one is another type, a second compile)
     return xg.reshape(T * B, GH), np.arange(T * B, dtype=np.int64).reshape(T, B)
 

@@ -31,19 +31,27 @@ def label(name):
     return PHASE_LABELS.get(name, name)
 
 
+def fuses_input(model):
+    """Whether the backend's time loop multiplies a dense input itself (the cpu lstm's
+    fused_input): then a dense layer's projection is part of its recurrent forward phase."""
+    mod = model.cell_impl.mod
+    return getattr(mod, "fused_input", None) is not None and getattr(mod, "FUSE_INPUT", False)
+
+
 def phase_flops(model, T, B, split_dwhh):
     """Floating-point operations of the products executed per training step, per phase.
     Pointwise work, gathers and scatter-adds count as 0 (their GFLOP/s is shown as '-')."""
     G, H, V, L, E = model.cell_impl.G, model.H, model.V, model.L, model.E
     N, GH = T * B, G * H
     f = {"input": 0.0, "weight_grads": 0.0, "head_loss": 6.0 * N * H * V}
+    fused = fuses_input(model)
     for k in range(L):
         I = (E or V) if k == 0 else H
         dense_input = k > 0 or E > 0
-        if dense_input:
-            f["input"] += 2.0 * N * GH * I
-            f["weight_grads"] += 4.0 * N * GH * I      # dW_ih += dG.T @ x and dx = dG @ W_ih
         f[f"forward_l{k}"] = 2.0 * N * GH * H
+        if dense_input:
+            f[f"forward_l{k}" if fused else "input"] += 2.0 * N * GH * I
+            f["weight_grads"] += 4.0 * N * GH * I      # dW_ih += dG.T @ x and dx = dG @ W_ih
         dwhh = 2.0 * N * GH * H
         f[f"backward_l{k}"] = 2.0 * N * GH * H + (0.0 if split_dwhh else dwhh)
         if split_dwhh:

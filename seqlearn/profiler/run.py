@@ -12,7 +12,7 @@ from .gpu import KernelTimer, _is_simulator
 from .machine import _machine, measure_peak
 from .memory import _nbytes, activation_memory, peak_rss_bytes
 from .optimizer import _Optimizer
-from .phases import label, model_flops, phase_flops, sample_flops
+from .phases import fuses_input, label, model_flops, phase_flops, sample_flops
 from .proxy import Recorder, _BackendProxy, _classifier, _hooks
 from .text import _batches, encode, load_text
 
@@ -167,6 +167,9 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
                      f"timed separately between the measured steps: {est_s * 1e3:.3f} ms per layer (median) "
                      f"via {how}; moved from recurrent backward to weight-gradient products")
     flops = phase_flops(model, T, B, split or measured)
+    fused_note = ("dense inputs (layers above the first, an embedding) are multiplied inside the recurrent "
+                  "forward's time loop: their projection is part of that phase" if fuses_input(model)
+                  and (model.L > 1 or model.E) else None)
     peak = measure_peak(device, n=peak_n, simulator=simulator)
     step_inst = statistics.mean(inst_ms)
     step_plain = statistics.mean(plain_ms)
@@ -228,7 +231,7 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
                    "optimizer_bytes": opt.state_bytes(),
                    "peak_rss_bytes": peak_rss_bytes()},
         "kernels": kernels,
-        "notes": [n for n in [dwhh_note] if n],
+        "notes": [n for n in [dwhh_note, fused_note] if n],
         "wall_s": wall_s,
         "_events": rec.events,
         "_step_bounds": step_bounds,
