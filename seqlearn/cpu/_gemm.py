@@ -31,6 +31,11 @@ MAX_ROWS = 6
 # and streams from memory (LSTM H=1024, 16 MiB: one thread 3.31 against 3.57 ms per forward step,
 # 6.3 against 6.6 backward); neutral where it fits (H=512). 8 and 24-96 lines did no better.
 PREFETCH = 16
+# ... and tiles of 1 to 4 rows (generation: one tile per panel), 64: their k step takes a few cycles,
+# so 16 lines ahead was ~30 cycles ahead, less than an L3 hit's latency. LSTM 2x512 at batch 1,
+# alternating processes, us per character: 184-195 against 205-225 (a slow state of the machine),
+# 147-150 against 158-164; 4 sequences at once 234-266 against 259-418; 2x256 unchanged (32-34).
+PREFETCH_SMALL = 64
 
 # Explicit signatures for the products (compiled once per dtype, eagerly): callers pass literal
 # gate ranges and flags, which would otherwise compile one copy of the whole chain per
@@ -106,7 +111,8 @@ def _make_tile(mr, accumulate, strided=False):
         def step(k, u, first=False):
             pk = builder.gep(p, [builder.mul(k, ir.Constant(i64, nr))])
             if PREFETCH:
-                ahead = builder.bitcast(builder.gep(pk, [ir.Constant(i64, PREFETCH * nr)]), i8p)
+                dist = PREFETCH_SMALL if mr <= 4 and not strided else PREFETCH
+                ahead = builder.bitcast(builder.gep(pk, [ir.Constant(i64, dist * nr)]), i8p)
                 builder.call(prefetch, [ahead, ir.Constant(i32, 0), ir.Constant(i32, 3), ir.Constant(i32, 1)])
             if first and not strided and mr >= 5:
                 nxt = builder.add(arg["pf"], builder.mul(k, arg["pfs"]))
