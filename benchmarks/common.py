@@ -57,3 +57,23 @@ def sgemm_peak(n=2048, reps=3):
             best = min(best, time.perf_counter() - t0)
         out.append(2.0 * n ** 3 / best / 1e9)
     return tuple(out)
+
+
+def interleaved_steps(m, opt, x, y, variants, n, warmup=2):
+    """Median seconds per training step (forward, backward, clip, Adam) of each variant: a dict
+    name -> function that switches the model or backend to it. The variants take turns step by
+    step (the order reversed every other round), warmup rounds untimed; returns {name: median}."""
+    names = list(variants)
+    times = {k: [] for k in names}
+    state = None
+    for i in range(n + warmup):
+        for k in (names if i % 2 else names[::-1]):
+            variants[k]()
+            t = time.perf_counter()
+            _, state = m.forward_backward(x, y, state)
+            opt.clip_grads()
+            opt.step()
+            if i >= warmup:
+                times[k].append(time.perf_counter() - t)
+    return {k: statistics.median(v) for k, v in times.items()}
+

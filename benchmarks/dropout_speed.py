@@ -6,13 +6,16 @@ backend computes (`ops.dropout_mask`), interleaved step by step in one process, 
     python benchmarks/dropout_speed.py --config 256,2,32,100 --steps 40 --device cpu
 """
 import argparse
-import statistics
-import time
+import os
+import sys
 
 import numpy as np
 
 import seqlearn
 from seqlearn.optim import Optimizer
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import interleaved_steps  # noqa: E402
 
 CONFIGS = ("128,2,50,50,200", "512,2,64,100,12")      # H, L, B, T, steps
 
@@ -32,22 +35,12 @@ def run(H, L, B, T, steps, dropout, device):
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 65, (B, T)), rng.integers(0, 65, (B, T))
     hashed = type(m)._draw_masks
-    times = {"host": [], "hashed": []}
-    state = None
     try:
-        for i in range(steps + 2):
-            order = (("host", host_masks), ("hashed", hashed))
-            for name, draw in order if i % 2 else order[::-1]:
-                type(m)._draw_masks = draw
-                t = time.perf_counter()
-                _, state = m.forward_backward(x, y, state)
-                opt.clip_grads()
-                opt.step()
-                if i >= 2:                       # two warm-up steps each
-                    times[name].append(time.perf_counter() - t)
+        med = interleaved_steps(m, opt, x, y, {"host": lambda: setattr(type(m), "_draw_masks", host_masks),
+                                               "hashed": lambda: setattr(type(m), "_draw_masks", hashed)}, steps)
     finally:
         type(m)._draw_masks = hashed
-    a, b = statistics.median(times["host"]), statistics.median(times["hashed"])
+    a, b = med["host"], med["hashed"]
     print(f"| lstm {H}x{L} B={B} T={T} | {device} | {a * 1e3:.1f} | {b * 1e3:.1f} | "
           f"{B * T / a:,.0f} | {B * T / b:,.0f} | {a / b:.3f} |", flush=True)
 

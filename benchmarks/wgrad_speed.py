@@ -11,7 +11,9 @@ transposed block by block into the register tiles), in one process, alternating.
     python benchmarks/wgrad_speed.py --config lstm:512,2,64,100,16 --no-products
 """
 import argparse
+import os
 import statistics
+import sys
 import time
 
 import numpy as np
@@ -19,6 +21,9 @@ import numpy as np
 import seqlearn
 from seqlearn.cpu import _blas
 from seqlearn.optim import Optimizer
+
+sys.path.insert(0, os.path.dirname(__file__))
+from common import interleaved_steps  # noqa: E402
 
 CONFIGS = ("lstm:256,2,32,100,40", "lstm:512,2,64,100,12", "lstm:1024,1,32,100,12",
            "gru:256,2,32,100,40", "gru:512,2,64,100,12", "gru:1024,1,32,100,12")
@@ -63,21 +68,11 @@ def steps(cell, H, L, B, T, n):
     opt = Optimizer(m, "adam", lr=0.002, clip=5.0)
     rng = np.random.default_rng(0)
     x, y = rng.integers(0, 65, (B, T)), rng.integers(0, 65, (B, T))
-    t = {False: [], True: []}
-    state = None
     try:
-        for i in range(n + 2):
-            for v in ((False, True) if i % 2 else (True, False)):
-                _blas.WIDE = v
-                s = time.perf_counter()
-                _, state = m.forward_backward(x, y, state)
-                opt.clip_grads()
-                opt.step()
-                if i >= 2:                       # two warm-up steps each
-                    t[v].append(time.perf_counter() - s)
+        med = interleaved_steps(m, opt, x, y, {v: (lambda v=v: setattr(_blas, "WIDE", v)) for v in (False, True)}, n)
     finally:
         _blas.WIDE = True
-    a, b = statistics.median(t[False]), statistics.median(t[True])
+    a, b = med[False], med[True]
     print(f"| {cell} {H}x{L} B={B} T={T} | {a * 1e3:.1f} | {b * 1e3:.1f} | {B * T / a:,.0f} | "
           f"{B * T / b:,.0f} | {a / b:.3f} |", flush=True)
 
