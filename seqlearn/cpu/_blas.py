@@ -237,8 +237,10 @@ def wgrad(d2, x2, dW, db, ab):
         tdb = np.empty((nth, O), d2.dtype)
         bar = np.zeros(8, np.int64)
         rows = [(O * k // nth, O * (k + 1) // nth) for k in range(nth)]
-        tail = ((bar, nth, _tn.kc_for(O, d2.itemsize)) if narrow else (bar, nth, False, _tn_wide.KC, _tn_wide.MC) if wide
-                else (ab, bar, nth))
+        if narrow:
+            tail = (bar, nth, _tn.kc_for(O, d2.itemsize))
+        else:
+            tail = (bar, nth, False, _tn_wide.KC, _tn_wide.MC) if wide else (ab, bar, nth)
         fn = _tn.wgrad_split if narrow else _tn_wide.wgrad_wide if wide else _wgrad_split_k
         jobs = [(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1) + tail for k, ((n0, n1), (r0, r1))
                 in enumerate(zip(parts, rows))]
@@ -247,7 +249,7 @@ def wgrad(d2, x2, dW, db, ab):
     orows = _threads.chunks(O, _threads.MIN_WROWS)
     if wide:
         tmp, tdb, bar = np.empty((0, O, I), d2.dtype), np.empty((1, O), d2.dtype), np.zeros(8, np.int64)
-        _threads.run(_tn_wide.wgrad_wide, [(d2, x2, dW, db, tmp, tdb, 0, N, 0, r0, r1, bar, 1, True, _tn_wide.KC, _tn_wide.MC)
-                                           for r0, r1 in orows])
+        _threads.run(_tn_wide.wgrad_wide, [(d2, x2, dW, db, tmp, tdb, 0, N, 0, r0, r1, bar, 1, True, _tn_wide.KC,
+                                            _tn_wide.MC) for r0, r1 in orows])
         return
     _threads.run(wgrad_rows, [(d2, x2, dW, db, r0, r1, ab) for r0, r1 in orows])
