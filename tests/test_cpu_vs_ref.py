@@ -236,6 +236,26 @@ def test_lstm_forward_multiplies_dense_input(peephole, I, dtype, threads, monkey
     assert lstm.fused_input(x, W_ih, b_ih) is None
 
 
+_LINEAR = cpu.ops.linear
+
+
+@pytest.mark.parametrize("cell,E,fused", [("lstm", 0, True), ("lstm", 5, True), ("gru", 0, False)])
+def test_model_writes_dense_projection_only_where_not_fused(cell, E, fused, monkeypatch):
+    """A cpu lstm's layers above the first (and an embedded first layer) never call ops.linear for
+    their input projection: the time loop multiplies it; the gru's still do (one call per dense
+    layer)."""
+    calls = []
+
+    def counting(*args):
+        calls.append(args[0].shape)
+        return _LINEAR(*args)
+    monkeypatch.setattr(cpu.ops, "linear", counting)
+    m = seqlearn.CharLM("abcdefg", cell=cell, hidden_size=6, num_layers=2, embed_dim=E, device="cpu", seed=3)
+    x, y = random_batch(7, B=3, T=5, seed=4)
+    m.loss_and_grads(x, y)
+    assert len(calls) == (0 if fused else 1 + (E > 0))
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("with_final_grad", [False, True], ids=["no-dhT", "dhT"])
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
