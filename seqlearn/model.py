@@ -185,10 +185,9 @@ class CharLM:
         for k in range(self.L):
             xg = ws["xgs"][k]
             W_ih, b_ih = p[f"rnn.weight_ih_l{k}"], p[f"rnn.bias_ih_l{k}"]
-            fused = None if inp is None else cell.fused_input(inp, W_ih, b_ih)
             if inp is None:
                 xg = ops.onehot_input(W_ih, b_ih, x, xg)
-            elif fused is not None:
+            elif (fused := cell.fused_input(inp, W_ih, b_ih)) is not None:
                 xg = fused                          # the time loop multiplies x_t @ W_ih.T itself
             else:
                 ops.linear(inp.reshape(T * B, inp.shape[2]), W_ih, b_ih, xg.reshape(T * B, xg.shape[2]))
