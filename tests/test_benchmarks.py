@@ -83,3 +83,20 @@ def test_wgrad_speed_prints_rows(capsys):
     assert len(prod) == 1 and float(prod[0].split("|")[-2]) < 1e-5      # both products agree
     assert len(step) == 1 and float(step[0].split("|")[-2]) > 0
 
+
+
+def test_sample_phases_times_the_loop_it_copies(capsys, monkeypatch):
+    mod = _load("sample_phases")
+    mod.main(["--hidden", "16", "--num", "1", "2", "--repeats", "1", "--chars", "50"])
+    out = capsys.readouterr().out
+    rows = [ln.split("|") for ln in out.splitlines() if re.match(r"\s+[12]\s+[\d.]+\s", ln)]
+    assert len(rows) == 2, out
+    for r in rows:
+        step = float(r[0].split()[1])
+        phases = [float(c) for c in r[1:]]          # one thread at H=16: one number per phase
+        assert len(phases) == len(mod.PHASES) and 0 < sum(phases) <= step * 1.05, r
+    assert re.search(r"^tiles \(one thread.*4 rows [\d.]+ us", out, re.M)
+    # a loop that no longer matches the anchors is refused, not timed
+    monkeypatch.setattr(mod, "_EDITS", mod._EDITS + (("no such line", ""),))
+    with pytest.raises(RuntimeError, match="anchor"):
+        mod.instrumented()
