@@ -18,7 +18,7 @@ def rel(a, b):
 
 
 @pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
-@pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 6, 7, 9, 13, 16, 19, 32])
+@pytest.mark.parametrize("M", [1, 2, 3, 4, 5, 6, 7, 8, 9, 13, 14, 16, 19, 32])
 @pytest.mark.parametrize("n,K", [(16, 7), (37, 19), (64, 128), (5, 3), (20, 600)])   # 600: 3 K blocks
 @pytest.mark.parametrize("accumulate", [False, True], ids=["overwrite", "accumulate"])
 def test_mm_rows_panels(dt, M, n, K, accumulate):
@@ -40,6 +40,23 @@ def test_mm_rows_panels(dt, M, n, K, accumulate):
         prod = A[:, :K] @ W[2:2 + n].T
         want[:, 1 + c0:1 + c1] = prod[:, c0:c1] + (C0[:, 1 + c0:1 + c1] if accumulate else 0)
         assert rel(C, want) < TOL[dt], (c0, c1)       # columns outside c0:c1 untouched
+
+
+def test_row_tiles_avoid_the_four_row_tile():
+    """Rows split into tiles of 1-6 that cover them once; past 6 rows, 6s and 5s and at most one
+    smaller tile, last, and no 4-row tile (it costs nearly a 5-row one, see _next_rows)."""
+    for M in range(1, 200):
+        tiles, left = [], M
+        while left:
+            r = _gemm._next_rows(left)
+            assert 1 <= r <= min(left, _gemm.MAX_ROWS)
+            tiles.append(r)
+            left -= r
+        if M <= _gemm.MAX_ROWS:
+            assert tiles == [M]
+        else:
+            assert all(r >= 5 for r in tiles[:-1]) and tiles[-1] != 4, (M, tiles)
+    assert [_gemm._next_rows(m) for m in (7, 8, 9)] == [5, 5, 6]
 
 
 @pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])

@@ -6,9 +6,10 @@ Here W is packed once per call of a forward or backward (``pack_rows`` / ``pack_
 panels of NR columns (NR = two 256-bit vectors: 16 float32 or 8 float64), each panel K x NR
 contiguous, zero-padded to whole panels; ``mm`` then runs register tiles of 1 to 6 rows x NR
 columns over K (``_make_tile``: LLVM IR with explicit vectors and fused multiply-adds, kept in
-registers), reading each panel once per tile of rows of A. Rows are split into tiles of 6 and 5
-where they can (12 and 10 accumulators); tiles of 1 to 3 rows (generation, remainders) keep 4 or
-2 independent accumulator sets over K, so the fused multiply-adds do not wait on each other.
+registers), reading each panel once per tile of rows of A. Rows are split into the tiles that
+cost least (``_next_rows``): mostly 6 and 5 rows (12 and 10 accumulators), tiles of 1 to 3 rows
+(generation, remainders) keep 4 or 2 independent accumulator sets over K, so the fused
+multiply-adds do not wait on each other; a tile of 4 rows (one set) only when 4 rows are all.
 The tiles of 5 and 6 rows also prefetch the next panel into L2, each its share, so a W that does
 not fit the caches streams from memory during all of a panel's tiles instead of the first.
 
@@ -200,15 +201,22 @@ def _sixes_fives(x):
 
 @jit
 def _next_rows(left):
-    """Rows of the next tile: 6 or 5 (10-12 accumulators: the FMAs never wait) while the rest still
-    splits into 6s and 5s, else 4; 1-4 rows left: one tile of them."""
-    if left <= 4:
+    """Rows of the next tile: up to 6 rows, one tile; then 6 or 5 (10-12 accumulators: the FMAs
+    never wait) while the rest still splits into 6s and 5s; else (7, 8, 9, 13, 14, 19 rows) 6s and
+    5s that end in a tile of 2 or 3 rows, never 4 + 4 or 4 + 5. A 4-row tile keeps one accumulator
+    set (8 accumulators, each waiting on the FMA's latency) and costs nearly what a 5-row tile
+    does: one pass over a panel of a packed (4H, H) W on one thread, in passes of the one-row tile
+    (H = 256 and 512 alike), takes 1.00 / 1.14 / 1.29 / 1.92 / 2.02 / 2.23 for 1-6 rows; 8 rows as
+    5 + 3 take 3.19-3.22 against 3.83-3.84 as 4 + 4, 9 rows as 6 + 3 3.46-3.47 against 3.92-3.93
+    as 4 + 5, 7 rows as 5 + 2 3.02-3.04 against 3.13 as 4 + 3. Four rows alone stay one tile
+    (3 + 1: 2.07-2.09, 2 + 2: 2.19)."""
+    if left <= MAX_ROWS:
         return left
-    if left >= 6 and _sixes_fives(left - 6):
+    if _sixes_fives(left - 6):
         return 6
     if _sixes_fives(left - 5):
         return 5
-    return 4
+    return 5 if left <= 8 else 6
 
 
 @intrinsic
