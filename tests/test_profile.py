@@ -253,3 +253,18 @@ def test_phase_flops_follow_the_fused_input(fuse, monkeypatch):
     assert f["input"] == (0.0 if fuse else 2.0 * N * 4 * H * H)
     g = seqlearn.CharLM("abcde", cell="gru", hidden_size=H, num_layers=2, device="cpu")
     assert not fuses_input(g) and phase_flops(g, T, B, True)["input"] == 2.0 * N * 3 * H * H
+
+
+@pytest.mark.parametrize("nth", [1, 2])
+def test_cpu_peak_runs_a_product_on_every_backend_thread(nth, monkeypatch):
+    """The phases' GFLOP/s are totals over the backend's threads, so its peak is too."""
+    pytest.importorskip("seqlearn.cpu.lstm")
+    from seqlearn.cpu import _threads
+    calls = []
+    real = _threads.run
+    monkeypatch.setattr(_threads, "NUM_THREADS", nth)
+    monkeypatch.setattr(_threads, "run", lambda fn, args: calls.append(len(args)) or real(fn, args))
+    pk = profiler.measure_peak("cpu", n=64, repeats=2)
+    assert calls and set(calls) == {nth}
+    assert pk["gflops"] > 0 and f"{nth} thread" in pk["how"] and "njit np.dot" in pk["how"]
+
