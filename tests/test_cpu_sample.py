@@ -12,7 +12,7 @@ from conftest import CELL_CONFIGS, CELL_IDS
 OPTIONS = [dict(), dict(temperature=0.7, top_k=4), dict(top_p=0.8), dict(argmax=True)]
 
 
-@pytest.mark.parametrize("N", [1, 3, 10])    # packed tiles of 1 row; 2 + 1 rows; 6 + 4 rows
+@pytest.mark.parametrize("N", [1, 3, 10])    # packed tiles of 1 row; 3 rows; 5 + 5 rows
 @pytest.mark.parametrize("split", [False, True], ids=["1thread", "3threads-units"])
 @pytest.mark.parametrize("E", [0, 4], ids=["onehot", "embed"])
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)

@@ -107,7 +107,8 @@ def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, 
     so a partner thread's product never sees half an update); c (L, N, H) is updated in place
     (only its own units). ax, ah (shared): own units written and read by this thread only. z, idx,
     xe, p64 are this thread's own: every thread computes the whole head and the same picks
-    (identical arithmetic), so the only synchronisation is a barrier after each layer. P, poffs
+    (identical arithmetic), so the only synchronisation is a barrier after each layer (and one
+    between the two products of a GRU "cho" layer, the second of which reads all of r * h). P, poffs
     (L, 2), dec_p: W_ih, W_hh per layer and the decoder, packed (a one-hot first layer's W_ih as
     rows W_ih[:, x] + b_ih; see pack)."""
     _, L, N, _ = h2.shape
@@ -152,17 +153,18 @@ def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, 
                         for j in range(g * H + u0, g * H + u1):
                             ax[n, j] += flat[o_bih + j]
             # recurrent product(s) and the pointwise update
-            if kind == 1 and cho:           # nth = 1 here (two dependent products)
-                _proj(ab, N, H, H, 0, 2, 0, H, hk.ctypes.data, pbase + poffs[k, 1] * isz, ah,
+            if kind == 1 and cho:           # two dependent products: the second reads all of r * h
+                _proj(ab, N, H, H, 0, 2, u0, u1, hk.ctypes.data, pbase + poffs[k, 1] * isz, ah,
                       scratch)
                 for n in range(N):
-                    for j in range(H):
+                    for j in range(u0, u1):
                         r = sigmoid_(ax[n, j] + ah[n, j] + flat[o_bhh + j])
                         rh[n, j] = r * hk[n, j]
-                _proj(ab, N, H, H, 2, 3, 0, H, rh.ctypes.data, pbase + poffs[k, 1] * isz, ah,
+                gen = barrier(bar, nth, gen)
+                _proj(ab, N, H, H, 2, 3, u0, u1, rh.ctypes.data, pbase + poffs[k, 1] * isz, ah,
                       scratch)
                 for n in range(N):
-                    for j in range(H):
+                    for j in range(u0, u1):
                         zg = sigmoid_(ax[n, H + j] + ah[n, H + j] + flat[o_bhh + H + j])
                         ng = tanh_(ax[n, 2 * H + j] + ah[n, 2 * H + j] + flat[o_bhh + 2 * H + j])
                         hq[n, j] = (one - zg) * ng + zg * hk[n, j]
@@ -266,7 +268,7 @@ def generate(model, z, state, u, temperature=1.0, top_k=0, top_p=1.0, argmax=Fal
     h2[0] = h
     parts = [(0, H)]
     wbytes = model.flat.nbytes
-    if not (model.cell == "gru" and model.gru_variant == "cho") and wbytes >= SPLIT_MIN_BYTES:
+    if wbytes >= SPLIT_MIN_BYTES:
         parts = _threads.unit_chunks(H) if _threads.SPLIT != "batch" else parts
     nth = len(parts)
     bar = np.zeros(8, np.int64)
