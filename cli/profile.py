@@ -19,7 +19,8 @@ from .options import device_option, threads_option, model_options
               help="Steps run first and not measured (they compile or load the kernels).")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
 @click.option("--sample-chars", type=click.IntRange(min=0), default=20, show_default=True,
-              help="Batch-1 sampling steps timed after training.")
+              help="Batch-1 sampling steps (model.logits) timed after training; the generation loop of "
+                   "`seqlearn sample` is then timed over 10x as many characters (at least 256; 0: neither).")
 @click.option("--peak-size", type=click.IntRange(min=64), default=2048, show_default=True,
               help="n of the n x n x n float32 product that measures the machine's peak.")
 @click.option("--optimizer", type=click.Choice(["adam", "adamw", "rmsprop", "adagrad", "sgd"]), default="adam",

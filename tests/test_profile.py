@@ -2,6 +2,7 @@
 path runs under the CUDA simulator. No timing assertions beyond the phases-sum consistency."""
 import importlib
 import json
+import re
 
 import numpy as np
 import pytest
@@ -69,6 +70,8 @@ def _check_json(doc, layers):
     for f in doc["compile"]["functions"]:
         assert set(f) >= {"name", "compile_s", "cache_hits", "cache_misses"}
     assert doc["sample"]["ms_per_char"] > 0
+    g = doc["generate"]
+    assert g["name"] == "generate_b1" and (g["ms_per_char"] is None or g["ms_per_char"] > 0)
     m = doc["memory"]
     assert m["activations"]["total"] > 0 and m["peak_rss_bytes"] > 0
     assert "gflops" in doc["peak"]
@@ -117,6 +120,7 @@ def test_cli_table(tmp_path):
                 "sampling step, batch 1", "without instrumentation", "JIT compile", "peak RSS",
                 "activations"):
         assert row in out, row
+    assert "generation, batch 1" not in out       # ref samples through the sampling step itself
 
 
 def test_cli_header_names_the_cpu_threads(monkeypatch):
@@ -125,9 +129,10 @@ def test_cli_header_names_the_cpu_threads(monkeypatch):
     monkeypatch.setenv("SEQLEARN_NUM_THREADS", "1")
     res = CliRunner().invoke(cli, ["profile", "--threads", "1", "--cell", "rnn", "--hidden", "8", "--layers", "1",
                                    "--batch", "2", "--seq-len", "4", "--steps", "1", "--warmup", "1",
-                                   "--sample-chars", "0", "--peak-size", "64"])
+                                   "--sample-chars", "1", "--peak-size", "64"])
     assert res.exit_code == 0, res.output
     assert "device=cpu (1 thread)  1 steps" in res.output.splitlines()[0]
+    assert re.search(r"^generation, batch 1 \(per char\)\s+1\s+[\d.]+", res.output, re.M)
 
 
 @pytest.mark.parametrize("args,msg", [
@@ -166,6 +171,9 @@ def test_cpu_backend_compile_report():
         if f["cache_hits"] is not None and f["signatures"]:
             assert f["cache_hits"] + f["cache_misses"] >= 1
     assert "njit np.dot" in doc["peak"]["how"]
+    # the loop `seqlearn sample` runs is timed too (marginal per character, after its compile)
+    assert doc["generate"]["ms_per_char"] > 0 and "sample_kernels" in doc["generate"]["how"]
+    assert doc["generate"]["chars"] == 256
     # dW_hh is either timed in place (a Python-level hook in the backward) or estimated beside it
     assert any("dW_hh" in n for n in doc["notes"])
     wg = next(p for p in doc["phases"] if p["name"] == "weight_grads")

@@ -11,6 +11,7 @@ PHASE_LABELS = {
     "other_ops": "zeroing, copies, transfers",
     "glue": "Python glue (untimed rest)",
     "sample_b1": "sampling step, batch 1",
+    "generate_b1": "generation, batch 1",
 }
 
 _OPS_PHASE = {"project_onehot": "input", "onehot_input": "input", "linear": "input", "lookup": "input",

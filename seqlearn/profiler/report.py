@@ -87,12 +87,12 @@ def format_report(r):
                      f"{'' if ph['peak_fraction'] is None else '%'}")
     lines.append("-" * len(hdr))
     lines.append(f"{'step (instrumented)':<32} {'':>6} {r['step_ms_instrumented']:9.3f} {100.0:6.1f}%")
-    s = r["sample"]
-    if s["ms_per_char"] is not None:
-        lines.append(f"{s['label'] + ' (per char)':<32} {1:>6} {s['ms_per_char']:9.3f} {'':>7} "
-                     f"{_fmt(s['gflops'], '.1f'):>8} "
-                     f"{_fmt(None if s['peak_fraction'] is None else s['peak_fraction'] * 100, '.0f'):>7}"
-                     f"{'' if s['peak_fraction'] is None else '%'}")
+    for s in (r["sample"], r.get("generate")):
+        if s and s["ms_per_char"] is not None:
+            lines.append(f"{s['label'] + ' (per char)':<32} {1:>6} {s['ms_per_char']:9.3f} {'':>7} "
+                         f"{_fmt(s['gflops'], '.1f'):>8} "
+                         f"{_fmt(None if s['peak_fraction'] is None else s['peak_fraction'] * 100, '.0f'):>7}"
+                         f"{'' if s['peak_fraction'] is None else '%'}")
     for n in r["notes"]:
         lines.append(f"* {n}" if "timed separately" in n else f"  {n}")
     m = r["memory"]

@@ -8,6 +8,7 @@ import numpy as np
 from ..model import CharLM
 from .compile_stats import CompileListener, _backend_modules, compile_report
 from .dwhh import _dwhh_estimator, _time_once
+from .generation import time_generation
 from .gpu import KernelTimer, _is_simulator
 from .machine import _machine, measure_peak
 from .memory import _nbytes, activation_memory, peak_rss_bytes
@@ -128,6 +129,9 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
             if kt:
                 kt.uninstall()
         kernels = kt.report(steps) if kt else None
+        # what `seqlearn sample` costs per character (its compile, if any, counts below)
+        generation = time_generation(model, max(256, 10 * sample_chars) if sample_chars else 0, seed,
+                                     simulator=simulator)
         compile_rep = compile_report(listener, _backend_modules(model, opt), rec)
     wall_s = time.perf_counter() - t_start
 
@@ -202,6 +206,10 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
     sample = {"name": "sample_b1", "label": label("sample_b1"), "calls": 1, "ms_per_char": s_ms,
               "gflops": s_gf, "peak_fraction": s_gf / peak["gflops"] if s_gf and peak["gflops"] else None,
               "how": "model.logits on a (1, 1) input with the state carried, then a host-side draw"}
+    g_ms = generation["ms_per_char"]
+    g_gf = s_fl / (g_ms * 1e-3) / 1e9 if g_ms else None
+    generation.update(label=label("generate_b1"), calls=1, gflops=g_gf,
+                      peak_fraction=g_gf / peak["gflops"] if g_gf and peak["gflops"] else None)
     mflops = model_flops(model, T, B)
     P_bytes = _nbytes(model.flat)
     report = {
@@ -225,6 +233,7 @@ def run_profile(text=None, cell="lstm", gru_variant="torch", peephole=False, hid
         "peak": peak,
         "phases": phases,
         "sample": sample,
+        "generate": generation,
         "compile": compile_rep,
         "memory": {"activations": activation_memory(model, T, B), "params_bytes": P_bytes,
                    "grads_bytes": _nbytes(model.grad_flat),
