@@ -13,13 +13,14 @@ def time_generation(model, chars, seed=0, repeats=3, simulator=False):
     characters minus the time for SHORT, over chars (the per-run costs, packing the weights and
     the first call's hand-off, cancel out). Median of `repeats` pairs after one warm-up run."""
     fast = Sampler(model, seed=seed).fast
-    how = {"cpu": "the jitted generation loop (seqlearn.cpu.sample_kernels)",
-           "cuda": "the device generation loop (seqlearn.cuda.sample)"}.get(model.device)
-    how = f"{how}; marginal time per character of {chars} after {SHORT}"
     if fast is None:
         how = "not measured: this backend samples through model.logits, the sampling step above"
     elif simulator:
         how = "not measured under the CUDA simulator"
+    else:
+        loop = {"cpu": "the jitted generation loop (seqlearn.cpu.sample_kernels)",
+                "cuda": "the device generation loop (seqlearn.cuda.sample)"}.get(model.device, "Sampler.generate")
+        how = f"{loop}; marginal time per character of {chars} after {SHORT}"
     if chars < 1 or simulator or fast is None:
         return {"name": "generate_b1", "ms_per_char": None, "chars": chars, "how": how}
 
