@@ -3,8 +3,7 @@ import functools
 
 import click
 
-from seqlearn.backends import BackendError
-from seqlearn.checkpoint import CheckpointError
+from seqlearn.errors import BackendError, CheckpointError
 
 
 def friendly(fn):

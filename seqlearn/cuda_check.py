@@ -1,12 +1,11 @@
 """Whether the cuda backend can run here; a clear error when it cannot."""
 import os
 
+from . import numpy_compat  # noqa: F401 - before numba.cuda
+from .errors import BackendError
+
 
 def require():
-    from .backends import BackendError
-    import numpy as np
-    if not hasattr(np, "row_stack"):  # numba-cuda 0.30 launches fail on numpy 2.5 without it
-        np.row_stack = np.vstack
     try:
         from numba import cuda
     except ImportError as e:  # pragma: no cover - numba is a dependency

@@ -13,11 +13,9 @@ import warnings
 
 import numpy as np
 
+from .errors import DataError
+
 BUILTIN = "builtin:pydoc_data"
-
-
-class DataError(ValueError):
-    """Text that cannot be used (missing, empty, binary, undecodable, too small)."""
 
 
 # ---- reading ----------------------------------------------------------------------------------
