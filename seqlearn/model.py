@@ -5,7 +5,7 @@ Everything here is backend-agnostic glue; the arithmetic lives in the backend pa
 """
 import numpy as np
 
-from . import backends, params as P
+from . import backends, checkpoint_file, params as P
 from .cells import Cell
 
 CELLS = ("lstm", "gru", "rnn")
@@ -66,15 +66,15 @@ class CharLM:
     @property
     def params(self):
         """name -> array (live views on the CPU backends, host copies on cuda)."""
-        if self.device == "cuda":
-            return P.views(self.backend.ops.to_host(self.flat), self.table)
-        return self._p
+        if self.backend.on_host:
+            return self._p
+        return P.views(self.backend.ops.to_host(self.flat), self.table)
 
     @property
     def grads(self):
-        if self.device == "cuda":
-            return P.views(self.backend.ops.to_host(self.grad_flat), self.table)
-        return self._g
+        if self.backend.on_host:
+            return self._g
+        return P.views(self.backend.ops.to_host(self.grad_flat), self.table)
 
     def load_state_dict(self, sd):
         """Copy weights in from a name -> array mapping with exactly this model's names and shapes."""
@@ -93,10 +93,10 @@ class CharLM:
 
     def set_flat(self, host):
         new = self.backend.ops.to_device(np.ascontiguousarray(host, self.dtype))
-        if self.device == "cuda":
-            self.flat.copy_to_device(new)
-        else:
+        if self.backend.on_host:
             self.flat[...] = new
+        else:
+            self.flat.copy_to_device(new)
 
     def state_dict(self):
         return {k: np.array(v) for k, v in self.params.items()}
@@ -107,8 +107,7 @@ class CharLM:
                 "vocab": self.vocab}
 
     def save(self, path, extra_meta=None, arrays=None):
-        from .checkpoint import save
-        save(path, self, extra_meta=extra_meta, arrays=arrays)
+        checkpoint_file.save(path, self, extra_meta=extra_meta, arrays=arrays)
 
     # ---- state --------------------------------------------------------------------------------
     def zero_state(self, B):

@@ -10,12 +10,13 @@ backend arrays of the same size. Rules are torch.optim's (see docs/backends.md):
     adam      Adam (L2 weight decay added to the gradient)
     adamw     AdamW (decoupled weight decay)
 
-Usage per step:  norm = opt.clip(); opt.step(lr)
+Usage per step:  norm = opt.clip_grads(); opt.step(lr)
 """
-import importlib
 import math
 
 import numpy as np
+
+from . import backends
 
 OPTIMIZERS = ("adam", "adamw", "rmsprop", "adagrad", "sgd")
 DEFAULT_LR = {"adam": 2e-3, "adamw": 2e-3, "rmsprop": 2e-3, "adagrad": 0.05, "sgd": 0.1}
@@ -23,11 +24,6 @@ CLIP_MODES = ("norm", "value")
 SCHEDULES = ("constant", "step", "cosine")
 _STATE = {"sgd": ("buf",), "adagrad": ("sum",), "rmsprop": ("square_avg",), "adam": ("m", "v"),
           "adamw": ("m", "v")}
-
-
-def kernels(device):
-    """The optimizer kernel module of a backend."""
-    return importlib.import_module(f"seqlearn.{device}.optim")
 
 
 class Optimizer:
@@ -58,7 +54,7 @@ class Optimizer:
         self.weight_decay, self.betas, self.alpha = float(weight_decay), tuple(map(float, betas)), float(alpha)
         self.eps = float(eps if eps is not None else (1e-10 if name == "adagrad" else 1e-8))
         self.clip, self.clip_mode = float(clip or 0.0), clip_mode
-        self.k = kernels(model.device)
+        self.k = backends.get(model.device).optim
         ops = model.backend.ops
         n = model.flat.shape[0]
         names = _STATE[name]

@@ -10,10 +10,9 @@ pick rule:
   - cuda: seqlearn.cuda.sample.generate keeps state, logits and picks on the GPU (all at once).
 `Sampler(model, fast=False)` forces the generic path.
 """
-import importlib
-
 import numpy as np
 
+from . import backends
 from .data import DataError, Vocab, describe_unknown
 
 
@@ -61,22 +60,14 @@ def pick(logits, rng, temperature=1.0, top_k=0, top_p=1.0, argmax=False):
 BLOCK, BLOCK_MAX = 32, 1024
 
 
-def _fast_module(device):
-    name = {"cpu": "seqlearn.cpu.sample_kernels", "cuda": "seqlearn.cuda.sample"}.get(device)
-    if name is None:
-        return None
-    try:
-        return importlib.import_module(name)
-    except ImportError:
-        return None
-
-
 class Sampler:
     def __init__(self, model, seed=0, rng=None, fast=True):
         self.model = model
         self.vocab = Vocab(model.vocab)
         self.rng = rng if rng is not None else np.random.default_rng(seed)
-        self.fast = _fast_module(model.device) if fast else None
+        backend = backends.get(model.device)
+        self.fast = backend.generation if fast else None
+        self.streams = backend.generation_kind == "streams"   # else: blocks of steps
 
     def encode_prime(self, prime):
         bad = self.vocab.unknown(prime)
@@ -107,11 +98,11 @@ class Sampler:
             yield first
             length -= 1
             start = first[:, None]
-        if self.fast is not None and self.model.device == "cuda":
+        if self.fast is not None and self.streams:
             yield from self.fast.generate(self.model, start, length, self.rng, **kw)
             return
         z, state = self.next_logits(start, None)
-        if self.fast is not None:                           # cpu: jitted blocks
+        if self.fast is not None:                           # jitted blocks
             done, block = 0, BLOCK
             packed = self.fast.pack(self.model)        # weights packed once per run
             while done < length:

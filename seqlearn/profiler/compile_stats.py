@@ -3,6 +3,7 @@ import contextlib
 import statistics
 import time
 
+from .. import backends
 from .gpu import _is_simulator
 
 
@@ -142,14 +143,7 @@ def compile_report(listener, backend_modules, rec):
 
 
 def _backend_modules(model, opt):
-    import importlib
-    mods = []
-    name = model.device
-    for m in ("ops", "head", model.cell, "_blas", "_act", "_jit", "kernels", "persist"):
-        try:
-            mods.append(importlib.import_module(f"seqlearn.{name}.{m}"))
-        except ImportError:
-            pass
-    if opt.mod is not None:
+    mods = backends.get(model.device).modules()
+    if opt.mod is not None and opt.mod not in mods:
         mods.append(opt.mod)
     return mods
