@@ -69,8 +69,8 @@ def format_report(r):
     lines.append(f"step {r['step_ms']:.3f} ms without instrumentation, {r['step_ms_instrumented']:.3f} ms with "
                  f"(means; medians {r['step_ms_median']:.3f} and {r['step_ms_instrumented_median']:.3f}: "
                  f"{r['instrumentation_overhead'] * 100:+.1f}%)")
-    lines.append(f"{r['chars_per_s']:,.0f} chars/s  |  {r['model_gflops']:.1f} GFLOP/s by the DESIGN.md formula "
-                 f"({r['model_flops_per_step'] / 1e9:.3f} GFLOP per step)")
+    lines.append(f"{r['chars_per_s']:,.0f} chars/s  |  {r['model_gflops']:.1f} GFLOP/s by the model FLOP formula "
+                 f"of docs/profile.md ({r['model_flops_per_step'] / 1e9:.3f} GFLOP per step)")
     lines.append("float32 product peak: " + (f"{pk['gflops']:.1f} GFLOP/s ({pk['n']}^3, {pk['how']})"
                                              if pk["gflops"] else pk["how"]))
     lines.append("")
