@@ -2,12 +2,12 @@
 
 One invocation runs both, alternating blocks of steps, and prints characters per second for each,
 the ratio, the achieved GFLOP/s and its fraction of a float32 product peak measured in the same
-invocation. The setup is the one of issue 4: one-hot input -> L recurrent layers -> linear head,
-mean cross-entropy, Adam, gradient-norm clipping at 5, truncated BPTT carrying (detached) state,
-PyTorch on 2 threads. Vocabulary: 65 characters (tiny Shakespeare's), random tokens.
+invocation. The setup is the one of the performance table (docs/performance.md): one-hot input ->
+L recurrent layers -> linear head, mean cross-entropy, Adam, gradient-norm clipping at 5, truncated
+BPTT carrying (detached) state, PyTorch on 2 threads. Vocabulary: 65 characters (tiny Shakespeare's), random tokens.
 
     python benchmarks/train_speed.py --quick               # lstm and gru at H=128 (well under a minute)
-    python benchmarks/train_speed.py                       # the 8 rows of issue 4
+    python benchmarks/train_speed.py                       # the 8 rows of the performance table
     python benchmarks/train_speed.py --config lstm:512,2,64,100 --config gru:256,2,32,100
 
 PyTorch is optional (pip install torch==2.13.0); without it only seqlearn runs.
@@ -159,7 +159,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__)
     ap.add_argument("--config", action="append", default=[], metavar="CELL:H,L,B,T",
-                    help="a configuration (repeatable); default: the 8 rows of issue 4")
+                    help="a configuration (repeatable); default: the 8 rows of the performance table")
     ap.add_argument("--quick", action="store_true", help="only the H=128 rows, shorter blocks")
     ap.add_argument("--cell", choices=["lstm", "gru"], help="only rows of this cell")
     ap.add_argument("--seconds", type=float, default=None,
