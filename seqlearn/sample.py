@@ -53,10 +53,9 @@ def pick(logits, rng, temperature=1.0, top_k=0, top_p=1.0, argmax=False):
     return np.minimum(idx, V - 1)
 
 
-# Characters per call of the cpu generation kernel: the first call makes BLOCK, each next one
-# twice as many up to BLOCK_MAX, so text starts streaming at once and a long run pays the
-# call's fixed cost (thread hand-off, buffers: about 0.1 ms) rarely (32-character blocks throughout
-# cost 15-18% of the time per character at H = 128-256).
+# Characters per call of a generation kernel that works in blocks: BLOCK first, then doubling up to
+# BLOCK_MAX, so text streams at once and a long run rarely pays a call's fixed cost (the numbers:
+# docs/performance.md, "Generation").
 BLOCK, BLOCK_MAX = 32, 1024
 
 
