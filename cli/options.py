@@ -1,37 +1,74 @@
-"""Options shared by several commands, defined once."""
+"""Options shared by several commands, defined once; those that are training options are built from
+their declaration in seqlearn/config.py."""
 import os
+import re
 import sys
 
 import click
 
-from seqlearn.model import CELLS, VARIANTS
+from seqlearn.config import BY_NAME
 
 
-def model_options(fn=None, *, hidden=128, layers=2):
-    """--cell --gru-variant --peephole --hidden --layers --embed"""
+class Duration(click.ParamType):
+    """Seconds as a number, or with a unit: 90, 90s, 3m, 1.5h."""
+    name = "duration"
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, (int, float)):
+            return float(value)
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([smh]?)\s*", str(value))
+        if not m or float(m.group(1)) <= 0:
+            self.fail(f"{value!r} is not a positive duration (for example 90, 90s, 3m, 1.5h)", param, ctx)
+        return float(m.group(1)) * {"": 1, "s": 1, "m": 60, "h": 3600}[m.group(2)]
+
+
+def _click_type(o):
+    if o.type == "duration":
+        return Duration()
+    if o.choices is not None:
+        return click.Choice(o.choices)
+    if o.low is not None or o.high is not None:
+        kind = click.IntRange if o.type is int else click.FloatRange
+        return kind(o.low, o.high, min_open=o.low_open, max_open=o.high_open)
+    return o.type
+
+
+def config_option(name, **overrides):
+    """The option --NAME of the training option NAME (seqlearn.config.OPTIONS); overrides replace
+    click.option's arguments (default, help, ...)."""
+    o = BY_NAME[name]
+    flag = "--" + name.replace("_", "-")
+    decl = f"{flag}/--no-{flag[2:]}" if o.type is bool else flag
+    kw = {"default": o.default, "show_default": o.default is not None, "help": o.help}
+    if o.type is not bool:
+        kw["type"] = _click_type(o)
+    kw.update(overrides)
+    return click.option(decl, **kw)
+
+
+def config_options(*names):
+    """config_option for each name, in this order on --help."""
+    def decorate(fn):
+        for name in reversed(names):
+            fn = config_option(name)(fn)
+        return fn
+    return decorate
+
+
+ARCHITECTURE = ("cell", "gru_variant", "peephole", "hidden", "layers", "embed")
+
+
+def model_options(fn=None, **defaults):
+    """--cell --gru-variant --peephole --hidden --layers --embed; defaults: other defaults (hidden=8)"""
     if fn is None:
-        return lambda f: model_options(f, hidden=hidden, layers=layers)
-    for opt in reversed([
-        click.option("--cell", type=click.Choice(CELLS), default="lstm", show_default=True,
-                     help="Recurrent cell."),
-        click.option("--gru-variant", type=click.Choice(VARIANTS), default="torch", show_default=True,
-                     help="torch: reset after the hidden product (PyTorch/cuDNN); cho: before it (the lecture's)."),
-        click.option("--peephole/--no-peephole", default=False, show_default=True,
-                     help="Diagonal peephole connections (lstm only)."),
-        click.option("--hidden", type=click.IntRange(min=1), default=hidden, show_default=True,
-                     help="Hidden size H."),
-        click.option("--layers", type=click.IntRange(min=1), default=layers, show_default=True,
-                     help="Number of stacked recurrent layers L."),
-        click.option("--embed", type=click.IntRange(min=0), default=0, show_default=True,
-                     help="Embedding size E (0: one-hot input)."),
-    ]):
-        fn = opt(fn)
+        return lambda f: model_options(f, **defaults)
+    for name in reversed(ARCHITECTURE):
+        fn = config_option(name, **({"default": defaults[name]} if name in defaults else {}))(fn)
     return fn
 
 
-def device_option(default="cpu"):
-    return click.option("--device", type=click.Choice(["cpu", "cuda", "ref"]), default=default,
-                        show_default=True, help="Backend: cpu (Numba), cuda (numba.cuda GPU) or ref (numpy).")
+def device_option(**overrides):
+    return config_option("device", **overrides)
 
 
 def _set_threads(ctx, param, value):

@@ -4,7 +4,7 @@ import json
 import click
 
 from .errors import friendly
-from .options import device_option, threads_option, model_options
+from .options import config_option, device_option, model_options, threads_option
 
 
 @click.command()
@@ -17,14 +17,13 @@ from .options import device_option, threads_option, model_options
               help="Measured steps, each run twice: once plain, once instrumented (alternating).")
 @click.option("--warmup", type=click.IntRange(min=1), default=2, show_default=True,
               help="Steps run first and not measured (they compile or load the kernels).")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True)
+@config_option("dtype")
 @click.option("--sample-chars", type=click.IntRange(min=0), default=20, show_default=True,
               help="Batch-1 sampling steps (model.logits) timed after training; the generation loop of "
                    "`seqlearn sample` is then timed over 10x as many characters (at least 256; 0: neither).")
 @click.option("--peak-size", type=click.IntRange(min=64), default=2048, show_default=True,
               help="n of the n x n x n float32 product that measures the machine's peak.")
-@click.option("--optimizer", type=click.Choice(["adam", "adamw", "rmsprop", "adagrad", "sgd"]), default="adam",
-              show_default=True, help="Optimizer of the profiled step.")
+@config_option("optimizer", help="Optimizer of the profiled step.")
 @click.option("--clip", type=click.FloatRange(min=0), default=5.0, show_default=True,
               help="Clip the global gradient norm to this (0: no clipping).")
 @click.option("--seed", type=int, default=0, show_default=True)
