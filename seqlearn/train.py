@@ -24,7 +24,7 @@ from .config import DEFAULT_STEPS, DEFAULTS, RESUME_OVERRIDES, resumed, with_def
 from .data import Streams, Vocab, eval_chunks, evaluate, fit_batch, split
 from .model import CharLM
 from .optim import DEFAULT_LR, Optimizer, Schedule
-from .rundir import RunDir, TrainingError, load_text  # noqa: F401 - TrainingError re-exported
+from .rundir import RunDir, TrainingError, load_text
 from .sample import Sampler
 
 LN2 = math.log(2.0)
@@ -138,6 +138,8 @@ class Trainer:
         self.elapsed_before = 0.0
         self.interrupted = False
         self._phase = None          # "forward" / "update" while a step is half done
+        self._rng_before = None     # the model's RNG state before the step under way
+        self._t0 = None             # when run() started
         if saved is None:
             self.run_dir.start(self._config_doc())
         else:
