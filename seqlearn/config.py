@@ -44,6 +44,7 @@ class Option(NamedTuple):
             return True
         if v is None and self.default is None:
             return False
+        # written so that NaN passes a closed low bound and fails an open one, as the trainer always did
         if self.low is not None and (not v > self.low if self.low_open else v < self.low):
             return True
         return self.high is not None and not (v < self.high if self.high_open else v <= self.high)
