@@ -26,8 +26,7 @@ import traceback
 
 import numpy as np
 
-if not hasattr(np, "row_stack"):  # numba-cuda 0.30 calls it; numpy 2.5 removed it
-    np.row_stack = np.vstack
+import seqlearn.numpy_compat  # noqa: F401 - np.row_stack for numba-cuda 0.30, before numba.cuda
 
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "0")
 RESULTS = {}
@@ -182,7 +181,7 @@ def main():
     @section("launch overhead")
     def launch_overhead():
         from numba import cuda
-        from seqlearn.cuda import kernels as K, ops
+        from seqlearn.cuda import _launch, lstm, ops
         B, H = 32, 512
         xg, a = ops.zeros((B, 4 * H), np.float32), ops.zeros((B, 4 * H), np.float32)
         c, gates, c2, h2 = (ops.zeros((B, H), np.float32), ops.zeros((B, 4 * H), np.float32),
@@ -190,7 +189,7 @@ def main():
         p = ops.dummy2(np.float32)
         args = (xg, a, c, p, 0, gates, c2, h2)
         grid = ((B * H + 255) // 256, 256)
-        kern = K.k_lstm_fwd_step
+        kern = lstm.k_lstm_fwd_step
         kern[grid](*args)
         cuda.synchronize()
         n = 2000
@@ -199,14 +198,14 @@ def main():
             kern[grid](*args)
         cuda.synchronize()
         slow = (time.perf_counter() - t0) / n * 1e6
-        K.launch(kern, grid, args)
+        _launch.launch(kern, grid, args)
         t0 = time.perf_counter()
         for _ in range(n):
-            K.launch(kern, grid, args)
+            _launch.launch(kern, grid, args)
         cuda.synchronize()
         fast = (time.perf_counter() - t0) / n * 1e6
         return show({"dispatcher_us_8args": round(slow, 1), "cached_overload_us_8args": round(fast, 1),
-                     "fast_path": dict(K.FAST)})
+                     "fast_path": dict(_launch.FAST)})
 
     @section("correctness at benchmark sizes")
     def correctness():
@@ -370,7 +369,7 @@ def torch_runners(cell, H, B):
 
 
 def bench_table():
-    from seqlearn.cuda import config, kernels as K, persist
+    from seqlearn.cuda import _launch, config, persist
     reps = 7 if ARGS.quick else ARGS.reps
     Hs = (512,) if ARGS.quick else (512, 1024)
     rows, out = [], {}
@@ -449,7 +448,7 @@ def bench_table():
                         f"{pl['bwd_threads']} thr {pl['bwd_smem'] // 1024} KB rc={pl.get('bwd_rc')} rb={pl.get('bwd_rb')}")
     lo = RESULTS.get("launch overhead") or {}
     rows.append(f"launch us (8 args): dispatcher {lo.get('dispatcher_us_8args')}, K.launch {lo.get('cached_overload_us_8args')}")
-    out["_fast_launch"] = dict(K.FAST)
+    out["_fast_launch"] = dict(_launch.FAST)
     out["_declined"] = {str(k): v for k, v in persist.STATUS["declined"].items()}
     rows.append(f"fast launch: {out['_fast_launch']}")
     rows.append(f"declined: {out['_declined']}")
@@ -462,7 +461,7 @@ def bench_table():
         print("\n" + "\n".join(rows), flush=True)
         out["_table"] = rows
         return out
-    # the weight-gradient product's switches (config.MM_WG*, MM_SPLITK*, MM_FUSE_COLSUM) and the
+    # the weight-gradient product's switches (config.MM_WG, MM_SPLITK) and the
     # staging, each timed both ways in this run: first the products alone, then layers and a model
     wg = products_ablation()
     out["_products_ablation"] = wg
@@ -483,12 +482,11 @@ def bench_table():
     return out
 
 
-_RT = {"MM_WG": False, "MM_SPLITK": 1, "MM_FUSE_COLSUM": False}   # the weight gradients before 2026-11-27
+_RT = {"MM_WG": False, "MM_SPLITK": 1}   # the weight gradients before 2026-11-27
 ABLATIONS = (   # (cell, H, B, name, config switches, "layer" | "model"); "default": config.py as is
     ("lstm", 1024, 64, "default", {}, "layer"),
     ("lstm", 1024, 64, "matmul_rt (MM_WG off)", _RT, "layer"),
     ("lstm", 1024, 64, "one K slice (MM_SPLITK 1)", {"MM_SPLITK": 1}, "layer"),
-    ("lstm", 1024, 64, "one-hot bias fused", {"ONEHOT_FUSE_BIAS": True}, "layer"),
     ("lstm", 512, 32, "default", {}, "layer"),
     ("lstm", 512, 32, "matmul_rt (MM_WG off)", _RT, "layer"),
     ("lstm", 1024, 64, "staging pipelined", {"PERSIST_PIPELINE": True}, "layer"),
@@ -523,9 +521,9 @@ WG_SHAPES = ((2048, 512, 3200, False), (4096, 1024, 6400, False), (65, 1024, 640
 def products_ablation():
     """The weight-gradient products C += A.T @ B (A (K, M), B (K, N)) each way: the register-tiled
     matmul_rt, build_matmul_wg with one K slice and split over K (partials + fixed-order pass; the
-    default); and the bias-gradient column sums separate vs fused (the default). Measured on an
-    H200 and no longer timed here: atomics for the K slices (within 9% of the second pass, order
-    not fixed), launch bounds for 3 blocks per SM (1.2-2x slower). Shapes: lstm H = 512, B = 32
+    default), with the bias-gradient column sums (fused into the product on the wg path). Measured
+    once and no longer timed here (docs/gpu.md, third device run): atomics for the K slices,
+    launch bounds for 3 blocks per SM, the column sums as a separate launch. Shapes: lstm H = 512, B = 32
     and H = 1024, B = 64 (T = 100), and the head's dW at V = 65, H = 1024, B = 64. rel_err against
     float64 on the host."""
     from seqlearn.cuda import config, ops
@@ -543,8 +541,7 @@ def products_ablation():
             want = An.T.astype(np.float64) @ Bn.astype(np.float64)
             wb = An.astype(np.float64).sum(0)
             C, db = ops.zeros((M, N), np.float32), ops.zeros(M, np.float32)
-            vs = variants if not fuse else (("rt", {"MM_WG": False}), ("wg split", {"MM_WG": True, "MM_SPLITK": 0, "MM_FUSE_COLSUM": False}),
-                                            ("wg split fused", {"MM_WG": True, "MM_SPLITK": 0, "MM_FUSE_COLSUM": True}))
+            vs = variants if not fuse else (("rt", {"MM_WG": False}), ("wg split fused", {"MM_WG": True, "MM_SPLITK": 0}))
             for name, knobs in vs:
                 old = {k: getattr(config, k) for k in knobs}
                 try:

@@ -31,8 +31,7 @@ stamp "== 1. environment" | tee "$LOG/env.log"
   timeout 10 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.sm --format=csv 2>&1 || true
   timeout 30 $PY - <<'PY' 2>&1
 import numpy as np
-if not hasattr(np, "row_stack"):
-    np.row_stack = np.vstack
+import seqlearn.numpy_compat  # noqa: F401 - np.row_stack for numba-cuda 0.30
 import sys, numba
 print("python", sys.version.split()[0], "numpy", np.__version__, "numba", numba.__version__)
 try:

@@ -1,5 +1,6 @@
 """First look at a lent GPU: versions, launch overhead, grid-barrier cost, shared-memory opt-in,
-and the cuDNN LSTM/GRU baseline. Prints a short table; no seqlearn code involved.
+and the cuDNN LSTM/GRU baseline. Prints a short table; no seqlearn code involved (only its numpy
+shim).
 
     python benchmarks/gpu_probe.py
 """
@@ -10,8 +11,7 @@ import time
 
 import numpy as np
 
-if not hasattr(np, "row_stack"):  # numba-cuda 0.30 calls it; numpy 2.5 removed it
-    np.row_stack = np.vstack
+import seqlearn.numpy_compat  # noqa: F401 - np.row_stack for numba-cuda 0.30, before numba.cuda
 
 results = {}
 

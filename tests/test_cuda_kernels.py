@@ -23,10 +23,9 @@ from seqlearn.cells import Cell  # noqa: E402
 from conftest import CELL_CONFIGS, CELL_IDS, random_batch, random_state  # noqa: E402
 
 cudamod = pytest.importorskip("seqlearn.cuda")
-from seqlearn.cuda import config, head, kernels, ops, persist  # noqa: E402
+from seqlearn.cuda import config, head, ops, persist  # noqa: E402
 from seqlearn.cuda import optim as cuda_optim  # noqa: E402
-
-SIM = kernels.SIMULATOR
+from seqlearn.cuda._jit import SIMULATOR as SIM  # noqa: E402
 TOL = {np.float64: 1e-10, np.float32: 1e-4}
 
 

@@ -9,7 +9,7 @@ import seqlearn
 from seqlearn.sample import pick
 
 cs = pytest.importorskip("seqlearn.cuda.sample")
-from seqlearn.cuda import config, kernels  # noqa: E402
+from seqlearn.cuda import _jit as kernels, config  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -1,16 +1,240 @@
 """Non-recurrent pieces on the GPU: array helpers, one-hot projection, embedding, linear layers,
-and the tiled product every other module uses. Arrays are numba device arrays."""
+column sums and reductions, and the products every other module uses (their kernels:
+seqlearn/cuda/_gemm.py). Arrays are numba device arrays."""
 import numpy as np
-from numba import cuda
+from numba import cuda, uint64
 
-from . import config
-from . import kernels as K
-from ..ref.ops import mask_args
+from . import _gemm, config
+from ._jit import WARP, get, nbtype
+from ._launch import launch
+from ..ref.ops import MASK_BITS, MASK_GAMMA, MASK_M1, MASK_M2, mask_args
+
+# ------------------------------------------------------------------------------------------------
+# elementwise helpers (grid-stride over flat C-contiguous arrays)
+# ------------------------------------------------------------------------------------------------
+@cuda.jit
+def k_fill(a, v):
+    i0 = cuda.grid(1)
+    st = cuda.gridsize(1)
+    for i in range(i0, a.shape[0], st):
+        a[i] = v
 
 
-def _grid(n):
+@cuda.jit
+def k_copy(src, dst):
+    i0 = cuda.grid(1)
+    st = cuda.gridsize(1)
+    for i in range(i0, dst.shape[0], st):
+        dst[i] = src[i]
+
+
+@cuda.jit
+def k_mul(a, b, out):
+    i0 = cuda.grid(1)
+    st = cuda.gridsize(1)
+    for i in range(i0, out.shape[0], st):
+        out[i] = a[i] * b[i]
+
+
+@cuda.jit
+def k_dropout_mask(key, thr, scale, out):
+    """out[i] = scale where element i is kept (the hash of ref.ops.dropout_mask), else 0."""
+    i0 = cuda.grid(1)
+    st = cuda.gridsize(1)
+    for i in range(i0, out.shape[0], st):
+        z = key + uint64(i + 1) * uint64(MASK_GAMMA)
+        z = (z ^ (z >> uint64(30))) * uint64(MASK_M1)
+        z = (z ^ (z >> uint64(27))) * uint64(MASK_M2)
+        z = z ^ (z >> uint64(31))
+        out[i] = scale if (z >> uint64(64 - MASK_BITS)) < thr else 0.0
+
+
+@cuda.jit
+def k_clip(a, lo, hi):
+    i0 = cuda.grid(1)
+    st = cuda.gridsize(1)
+    for i in range(i0, a.shape[0], st):
+        v = a[i]
+        if v < lo:
+            v = lo
+        if v > hi:
+            v = hi
+        a[i] = v
+
+
+@cuda.jit
+def k_colsum(A, out, accumulate):
+    """out[c] (+)= sum_n A[n, c]: one thread per column, rows in order (deterministic)."""
+    c = cuda.grid(1)
+    if c < A.shape[1]:
+        s = A[0, c] * 0
+        for n in range(A.shape[0]):
+            s += A[n, c]
+        if accumulate:
+            out[c] += s
+        else:
+            out[c] = s
+
+
+def build_colsum(R, dt):
+    """out[c] (+)= sum_n A[n, c] with blocks of 32 columns x R row slices: lane tx of row slice ty
+    sums rows ty, ty + R, ... of column c (coalesced across the 32 columns), then the R partial
+    sums are added in a fixed order (deterministic). k_colsum's one thread per column walks all
+    N = T*B rows one dependent load after another."""
+    nbt = nbtype(dt)
+
+    @cuda.jit
+    def colsum(A, out, accumulate):
+        red = cuda.shared.array((R, WARP), nbt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        c = cuda.blockIdx.x * WARP + tx
+        N = A.shape[0]
+        C = A.shape[1]
+        s = nbt(0.0)
+        if c < C:
+            for n in range(ty, N, R):
+                s += A[n, c]
+        red[ty, tx] = s
+        cuda.syncthreads()
+        if ty == 0 and c < C:
+            tot = nbt(0.0)
+            for r in range(R):
+                tot += red[r, tx]
+            if accumulate:
+                out[c] += tot
+            else:
+                out[c] = tot
+
+    return colsum
+
+
+def build_onehot_scatter(R, dt):
+    """dW_ih[c, x[n]] += dout[n, c] for 32 columns c per block: the block's R row slices add into a
+    (V, 32) shared-memory table with shared atomics, then the table is added to dW_ih once
+    (k_project_onehot_backward does one global atomic per element of dout, ~50 colliding per
+    address at V = 65). The bias gradient stays a column sum (summing it from the table was
+    measured neutral, see docs/gpu.md, third device run)."""
+    nbt = nbtype(dt)
+
+    @cuda.jit
+    def scatter(dout, x, dW_ih):
+        tab = cuda.shared.array(0, nbt)
+        tx = cuda.threadIdx.x
+        ty = cuda.threadIdx.y
+        tid = ty * WARP + tx
+        V = dW_ih.shape[1]
+        N = dout.shape[0]
+        C = dout.shape[1]
+        c = cuda.blockIdx.x * WARP + tx
+        for i in range(tid, V * WARP, WARP * R):
+            tab[i] = nbt(0.0)
+        cuda.syncthreads()
+        if c < C:
+            for n in range(ty, N, R):
+                cuda.atomic.add(tab, x[n] * WARP + tx, dout[n, c])
+        cuda.syncthreads()
+        for i in range(tid, V * WARP, WARP * R):
+            v = i // WARP
+            cc = cuda.blockIdx.x * WARP + (i - v * WARP)
+            if cc < C:
+                dW_ih[cc, v] += tab[i]
+
+    return scatter
+
+
+# ------------------------------------------------------------------------------------------------
+# gathers and scatters
+# ------------------------------------------------------------------------------------------------
+@cuda.jit
+def k_project_onehot(W_ih, b_ih, x, out):
+    """out[n, c] = W_ih[c, x[n]] + b_ih[c] for x (N,), out (N, C)."""
+    i0 = cuda.grid(1)
+    st = cuda.gridsize(1)
+    C = out.shape[1]
+    for i in range(i0, out.shape[0] * C, st):
+        n = i // C
+        c = i - n * C
+        out[n, c] = W_ih[c, x[n]] + b_ih[c]
+
+
+@cuda.jit
+def k_project_onehot_backward(dout, x, dW_ih):
+    """dW_ih[c, x[n]] += dout[n, c] (scatter-add with atomics)."""
+    i0 = cuda.grid(1)
+    st = cuda.gridsize(1)
+    C = dout.shape[1]
+    for i in range(i0, dout.shape[0] * C, st):
+        n = i // C
+        c = i - n * C
+        cuda.atomic.add(dW_ih, (c, x[n]), dout[n, c])
+
+
+@cuda.jit
+def k_lookup(E, x, out):
+    i0 = cuda.grid(1)
+    st = cuda.gridsize(1)
+    D = out.shape[1]
+    for i in range(i0, out.shape[0] * D, st):
+        n = i // D
+        e = i - n * D
+        out[n, e] = E[x[n], e]
+
+
+@cuda.jit
+def k_lookup_backward(dout, x, dE):
+    i0 = cuda.grid(1)
+    st = cuda.gridsize(1)
+    D = dout.shape[1]
+    for i in range(i0, dout.shape[0] * D, st):
+        n = i // D
+        e = i - n * D
+        cuda.atomic.add(dE, (x[n], e), dout[n, e])
+
+
+# ------------------------------------------------------------------------------------------------
+# reductions: sum and sum of squares, two passes (blocks -> partials -> one block)
+# ------------------------------------------------------------------------------------------------
+def build_reduce(nt, dt):
+    nbt = nbtype(dt)
+
+    @cuda.jit
+    def reduce_sum(x, out, square):
+        """out[blockIdx] = sum over this block's grid-stride share of x (or of x*x)."""
+        red = cuda.shared.array(nt, nbt)
+        tid = cuda.threadIdx.x
+        s = nbt(0.0)
+        for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+            v = nbt(x[i])
+            if square:
+                s += v * v
+            else:
+                s += v
+        red[tid] = s
+        cuda.syncthreads()
+        w = nt // 2
+        while w > 0:
+            if tid < w:
+                red[tid] += red[tid + w]
+            cuda.syncthreads()
+            w //= 2
+        if tid == 0:
+            out[cuda.blockIdx.x] = red[0]
+
+    return reduce_sum
+
+
+# ---- launch shapes and placeholders ----------------------------------------------------------
+def stride_grid(n):
+    """Grid-stride kernels over n elements: at most config.MAX_BLOCKS blocks."""
     t = config.THREADS
     return max(1, min(config.MAX_BLOCKS, (n + t - 1) // t)), t
+
+
+def step_grid(n):
+    """One thread per element (the cells' pointwise step kernels)."""
+    t = config.THREADS
+    return (n + t - 1) // t, t
 
 
 def _flat(a):
@@ -20,21 +244,21 @@ def _flat(a):
 _DUMMY = {}
 
 
-def dummy(dtype):
-    """A 1-element device array standing in for an absent optional argument."""
-    key = np.dtype(dtype).str
+def _dummy(ndim, dtype):
+    key = (ndim, np.dtype(dtype).str)
     d = _DUMMY.get(key)
     if d is None:
-        d = _DUMMY[key] = cuda.to_device(np.zeros(1, dtype))
+        d = _DUMMY[key] = cuda.to_device(np.zeros((1,) * ndim, dtype))
     return d
+
+
+def dummy(dtype):
+    """A 1-element device array standing in for an absent optional argument."""
+    return _dummy(1, dtype)
 
 
 def dummy2(dtype):
-    key = "2" + np.dtype(dtype).str
-    d = _DUMMY.get(key)
-    if d is None:
-        d = _DUMMY[key] = cuda.to_device(np.zeros((1, 1), dtype))
-    return d
+    return _dummy(2, dtype)
 
 
 # ---- array helpers ---------------------------------------------------------------------------
@@ -56,17 +280,17 @@ def to_host(a):
 
 def fill_zero(a):
     if a.size:
-        K.launch(K.k_fill, _grid(a.size), (_flat(a), 0.0,))
+        launch(k_fill, stride_grid(a.size), (_flat(a), 0.0,))
 
 
 def fill(a, v):
     if a.size:
-        K.launch(K.k_fill, _grid(a.size), (_flat(a), float(v),))
+        launch(k_fill, stride_grid(a.size), (_flat(a), float(v),))
 
 
 def copy(src, dst):
     if dst.size:
-        K.launch(K.k_copy, _grid(dst.size), (_flat(src), _flat(dst),))
+        launch(k_copy, stride_grid(dst.size), (_flat(src), _flat(dst),))
 
 
 def copy_new(a):
@@ -77,18 +301,18 @@ def copy_new(a):
 
 def mul(a, b, out):
     if out.size:
-        K.launch(K.k_mul, _grid(out.size), (_flat(a), _flat(b), _flat(out),))
+        launch(k_mul, stride_grid(out.size), (_flat(a), _flat(b), _flat(out),))
 
 
 def dropout_mask(key, keep, out):
     """The dropout mask of ref.ops.dropout_mask (the same elements), computed on the device."""
     if out.size:
-        K.launch(K.k_dropout_mask, _grid(out.size), mask_args(key, keep, out.dtype) + (_flat(out),))
+        launch(k_dropout_mask, stride_grid(out.size), mask_args(key, keep, out.dtype) + (_flat(out),))
 
 
 def clip_all(x, lo, hi):
     if x.size:
-        K.launch(K.k_clip, _grid(x.size), (_flat(x), float(lo), float(hi),))
+        launch(k_clip, stride_grid(x.size), (_flat(x), float(lo), float(hi),))
 
 
 # ---- products ----------------------------------------------------------------------------------
@@ -106,15 +330,15 @@ def matmul(A, B, C, bias=None, ta=False, tb=False, accumulate=False):
         bt, tt, bk = config.MM_BIG_TILE, config.MM_BIG_TT, config.MM_BIG_BK
         if ((M + bt - 1) // bt) * ((N + bt - 1) // bt) < config.MM_BIG_MIN_BLOCKS:
             bt, tt, bk = config.MM_TILE, config.MM_TT, config.MM_BK
-        kern = K.get(K.build_matmul_rt, bt, bk, tt, C.dtype.name)
+        kern = get(_gemm.build_matmul_rt, bt, bk, tt, C.dtype.name)
         grid = ((N + bt - 1) // bt, (M + bt - 1) // bt)
-        K.launch(kern, (grid, (bt // tt, bt // tt)), (A, B, C, dummy(C.dtype) if bias is None else bias, int(ta),
+        launch(kern, (grid, (bt // tt, bt // tt)), (A, B, C, dummy(C.dtype) if bias is None else bias, int(ta),
                                                       int(tb), int(accumulate), int(bias is not None)))
         return
     tile = config.TILE
-    kern = K.get(K.build_matmul, tile, C.dtype.name)
+    kern = get(_gemm.build_matmul, tile, C.dtype.name)
     grid = ((N + tile - 1) // tile, (M + tile - 1) // tile)
-    K.launch(kern, (grid, (tile, tile)), (A, B, C, dummy(C.dtype) if bias is None else bias, int(ta), int(tb),
+    launch(kern, (grid, (tile, tile)), (A, B, C, dummy(C.dtype) if bias is None else bias, int(ta), int(tb),
                                           int(accumulate), int(bias is not None)))
 
 
@@ -128,16 +352,8 @@ def _sms():
         try:
             _SMS.append(int(cuda.get_current_device().MULTIPROCESSOR_COUNT))
         except Exception:  # noqa: BLE001 - simulator
-            _SMS.append(132)
+            _SMS.append(config.SMS_FALLBACK)
     return _SMS[0]
-
-
-def _dummy3(dtype):
-    key = "3" + np.dtype(dtype).str
-    d = _DUMMY.get(key)
-    if d is None:
-        d = _DUMMY[key] = cuda.to_device(np.zeros((1, 1, 1), dtype))
-    return d
 
 
 def wg_plan(M, N, K):
@@ -167,7 +383,7 @@ def _part(shape, dtype):
     key = (shape, np.dtype(dtype).str)
     buf = _PART.get(key)
     if buf is None:
-        if len(_PART) >= 16:
+        if len(_PART) >= config.SCRATCH_SHAPES:
             _PART.clear()
         buf = _PART[key] = cuda.device_array(shape, np.dtype(dtype))
     return buf
@@ -179,37 +395,38 @@ def _wg_ok(A, B, C):
 
 
 def matmul_wg(A, B, C, db=None, accumulate=True):
-    """C (M, N) [+]= A.T @ B for C-contiguous A (K, M), B (K, N), C on kernels.build_matmul_wg
+    """C (M, N) [+]= A.T @ B for C-contiguous A (K, M), B (K, N), C on _gemm.build_matmul_wg
     (split-K per config.MM_SPLITK); with db, also db += A.sum(0) in the same launch(es)."""
     M, N = C.shape
     Kd = A.shape[0]
     dt = C.dtype
     bt, tt, bk, S, k_per = wg_plan(M, N, Kd)
-    kern = K.get(K.build_matmul_wg, bt, bk, tt, dt.name, config.MM_WG_MINBLOCKS)
+    kern = get(_gemm.build_matmul_wg, bt, bk, tt, dt.name, config.MM_WG_MINBLOCKS)
     grid = ((N + bt - 1) // bt, (M + bt - 1) // bt, S)
     block = (bt // tt, bt // tt)
     cs = int(db is not None)
     dbv = db if db is not None else dummy(dt)
     if S == 1:
-        K.launch(kern, (grid, block), (A, B, C, _dummy3(dt), dbv, dummy2(dt), k_per, 0, int(accumulate), cs))
+        launch(kern, (grid, block), (A, B, C, _dummy(3, dt), dbv, dummy2(dt), k_per, 0, int(accumulate), cs))
     elif config.MM_SPLITK_ATOMIC:
         if not accumulate:
             fill_zero(C)
-        K.launch(kern, (grid, block), (A, B, C, _dummy3(dt), dbv, dummy2(dt), k_per, 2, 1, cs))
+        launch(kern, (grid, block), (A, B, C, _dummy(3, dt), dbv, dummy2(dt), k_per, 2, 1, cs))
     else:
         P = _part((S, M, N), dt)
         Pb = _part((S, M), dt) if cs else dummy2(dt)
-        K.launch(kern, (grid, block), (A, B, C, P, dbv, Pb, k_per, 1, int(accumulate), cs))
+        launch(kern, (grid, block), (A, B, C, P, dbv, Pb, k_per, 1, int(accumulate), cs))
         n = M * N + (M if cs else 0)
-        K.launch(K.get(K.build_splitk_reduce, dt.name), _grid(n),
+        launch(get(_gemm.build_splitk_reduce, dt.name), stride_grid(n),
                   (P.reshape(S, M * N), C.reshape(M * N), Pb, dbv, int(accumulate), cs))
 
 
 def matmul_wgrad(A, B, C, db=None):
     """The weight and bias gradients of a layer over all rows: C += A.T @ B; db += A.sum(0)."""
     if _wg_ok(A, B, C):
-        matmul_wg(A, B, C, db if config.MM_FUSE_COLSUM and db is not None and db.is_c_contiguous() else None)
-        if db is not None and not (config.MM_FUSE_COLSUM and db.is_c_contiguous()):
+        fused = db is not None and db.is_c_contiguous()   # bias sums inside the product: one launch less
+        matmul_wg(A, B, C, db if fused else None)
+        if db is not None and not fused:
             colsum(A, db)
         return
     matmul(A, B, C, ta=True, accumulate=True)
@@ -222,7 +439,7 @@ def colsum(A, out, accumulate=True):
     C = A.shape[1]
     if C:
         R = config.COLSUM_ROWS
-        K.launch(K.get(K.build_colsum, R, A.dtype.name), ((C + 31) // 32, (32, R)), (A, out, int(accumulate)))
+        launch(get(build_colsum, R, A.dtype.name), ((C + WARP - 1) // WARP, (WARP, R)), (A, out, int(accumulate)))
 
 
 # ---- the backend convention ----------------------------------------------------------------------
@@ -230,7 +447,7 @@ def project_onehot(W_ih, b_ih, x, out):
     """out[t, b] = W_ih[:, x[t, b]] + b_ih."""
     T, B, GH = out.shape
     o = out.reshape(T * B, GH)
-    K.launch(K.k_project_onehot, _grid(o.size), (W_ih, b_ih, x.reshape(T * B), o,))
+    launch(k_project_onehot, stride_grid(o.size), (W_ih, b_ih, x.reshape(T * B), o,))
 
 
 def onehot_input(W_ih, b_ih, x, out):
@@ -244,16 +461,13 @@ def project_onehot_backward(dout, x, dW_ih, db_ih):
     T, B, GH = dout.shape
     flat = dout.reshape(T * B, GH)
     V = dW_ih.shape[1]
-    smem = V * 32 * flat.dtype.itemsize
-    if smem <= 48 * 1024 and dW_ih.is_c_contiguous():
+    smem = V * WARP * flat.dtype.itemsize
+    if smem <= config.SMEM_DEFAULT and dW_ih.is_c_contiguous():
         R = config.COLSUM_ROWS
-        fuse = bool(config.ONEHOT_FUSE_BIAS and db_ih.is_c_contiguous())
-        K.launch(K.get(K.build_onehot_scatter, R, flat.dtype.name), ((GH + 31) // 32, (32, R)),
-                 (flat, x.reshape(T * B), dW_ih, db_ih if fuse else dummy(flat.dtype), int(fuse)), smem)
-        if fuse:
-            return
+        launch(get(build_onehot_scatter, R, flat.dtype.name), ((GH + WARP - 1) // WARP, (WARP, R)),
+               (flat, x.reshape(T * B), dW_ih), smem)
     else:
-        K.launch(K.k_project_onehot_backward, _grid(flat.size), (flat, x.reshape(T * B), dW_ih,))
+        launch(k_project_onehot_backward, stride_grid(flat.size), (flat, x.reshape(T * B), dW_ih,))
     colsum(flat, db_ih)
 
 
@@ -272,13 +486,13 @@ def linear_backward(dout, x, W, dx, dW, db):
 def lookup(E, x, out):
     T, B, D = out.shape
     o = out.reshape(T * B, D)
-    K.launch(K.k_lookup, _grid(o.size), (E, x.reshape(T * B), o,))
+    launch(k_lookup, stride_grid(o.size), (E, x.reshape(T * B), o,))
 
 
 def lookup_backward(dout, x, dE):
     T, B, D = dout.shape
     flat = dout.reshape(T * B, D)
-    K.launch(K.k_lookup_backward, _grid(flat.size), (flat, x.reshape(T * B), dE,))
+    launch(k_lookup_backward, stride_grid(flat.size), (flat, x.reshape(T * B), dE,))
 
 
 # ---- reductions --------------------------------------------------------------------------------
@@ -297,15 +511,15 @@ def reduce_to(x, out, square=False):
     """out[0] = sum(x) (or sum(x * x)) over a flat array, on the device (two passes), accumulated
     in out's dtype."""
     nt = config.REDUCE_THREADS
-    kern = K.get(K.build_reduce, nt, out.dtype.name)
+    kern = get(build_reduce, nt, out.dtype.name)
     x = _flat(x)
-    nb = max(1, min(1024, (x.size + nt - 1) // nt))
+    nb = max(1, min(config.REDUCE_MAX_BLOCKS, (x.size + nt - 1) // nt))
     if nb == 1:
-        K.launch(kern, (1, nt), (x, out, int(square)))
+        launch(kern, (1, nt), (x, out, int(square)))
         return
     part = _partials(nb, out.dtype)
-    K.launch(kern, (nb, nt), (x, part, int(square)))
-    K.launch(kern, (1, nt), (part, out, 0))
+    launch(kern, (nb, nt), (x, part, int(square)))
+    launch(kern, (1, nt), (part, out, 0))
 
 
 def total(x, square=False, acc=None):

@@ -34,7 +34,8 @@ import numpy as np
 from numba import cuda, uint64
 
 from . import config, ops
-from . import kernels as K
+from ._jit import SIMULATOR, get, nbtype
+from ._launch import launch
 
 BB = 4        # batch rows per thread
 U = uint64     # unsigned index type (no wraparound code)
@@ -52,12 +53,12 @@ STATUS = {"last_forward": None, "last_backward": None, "declined": {}}
 # before the lane-dependent select: a select between two array elements becomes a dynamic index
 # and pushes the array to local memory (checked by seqlearn.cuda.ptxcheck).
 # ------------------------------------------------------------------------------------------------
-if K.SIMULATOR:
+if SIMULATOR:
     @cuda.jit(device=True)
     def shfl_xor(v, m):
         """Warp shuffles do not exist in the simulator: exchange through shared memory. Every
         thread of the block calls this in lockstep."""
-        buf = cuda.shared.array(1024, np.float64)
+        buf = cuda.shared.array(config.MAX_BLOCK_THREADS, np.float64)
         tid = cuda.threadIdx.x
         cuda.syncthreads()
         buf[tid] = v
@@ -202,7 +203,7 @@ def build_forward(cell, J, dt):
     rows x KC columns, stride KC + 4). Per step and round: for each k chunk, the block copies the
     chunk of h_{t-1} (coalesced, from L2) once, then every thread accumulates from shared memory:
     per k, BB h values and UJ G weights loaded, UJ G BB FMAs (J = 8: UJ = 2, 12 loads per 32 FMAs)."""
-    nbt = K.nbtype(dt)
+    nbt = nbtype(dt)
     one = np.dtype(dt).type(1.0)
     is_lstm = cell == "lstm"
     G = 4 if is_lstm else 3
@@ -353,7 +354,7 @@ def build_forward(cell, J, dt):
 # backward
 # ------------------------------------------------------------------------------------------------
 def build_backward(cell, J, dt):
-    nbt = K.nbtype(dt)
+    nbt = nbtype(dt)
     one = np.dtype(dt).type(1.0)
     is_lstm = cell == "lstm"
     G = 4 if is_lstm else 3
@@ -595,7 +596,7 @@ _LIMITS = {}
 
 def device_limits(device=None):
     """{"smem_limit", "sms", "max_blocks": fn(cell, J, threads, smem, backward=False)}."""
-    if K.SIMULATOR:
+    if SIMULATOR:
         mb = config.PERSIST_MAX_BLOCKS or 1
         return {"smem_limit": 1 << 30, "sms": mb, "max_blocks": lambda *a, **k: mb}
     key = "dev"
@@ -605,7 +606,7 @@ def device_limits(device=None):
     d = cuda.get_current_device()
     sms = d.MULTIPROCESSOR_COUNT
     optin = getattr(d, "MAX_SHARED_MEMORY_PER_BLOCK_OPTIN", 0) or 0
-    smem_limit = 48 * 1024
+    smem_limit = config.SMEM_DEFAULT
     if optin > smem_limit and optin_supported():
         smem_limit = optin
 
@@ -614,7 +615,7 @@ def device_limits(device=None):
             return config.PERSIST_MAX_BLOCKS
         try:
             ov = compiled(cell, J, dt, backward)
-            if smem > 48 * 1024:
+            if smem > config.SMEM_DEFAULT:
                 set_max_dynamic_smem(ov, smem)
             return ov.max_cooperative_grid_blocks(threads, smem)
         except Exception as e:  # noqa: BLE001 - treat as "does not fit", report
@@ -702,7 +703,7 @@ def signature(cell, dt, backward):
 
 
 def kernel(cell, J, dt, backward=False):
-    return K.get(build_backward if backward else build_forward, cell, J, dt)
+    return get(build_backward if backward else build_forward, cell, J, dt)
 
 
 def compiled(cell, J, dt, backward=False):
@@ -738,9 +739,9 @@ def _plan_or_decline(cell, B, H, dtype):
 
 
 def _launch(kern, pl, threads, smem, args, backward):
-    if smem > 48 * 1024 and not K.SIMULATOR:
+    if smem > config.SMEM_DEFAULT and not SIMULATOR:
         set_max_dynamic_smem(compiled_for(kern, args), smem)
-    K.launch(kern, (pl["blocks"], threads), args, smem)
+    launch(kern, (pl["blocks"], threads), args, smem)
 
 
 def compiled_for(kern, args):

@@ -17,6 +17,9 @@ import re
 import sys
 import time
 
+from . import _gemm, config, gru, head, lstm, ops, optim, persist, rnn, sample
+from ._jit import get
+
 
 class _FakeDevice:
     def __init__(self, cc):
@@ -76,6 +79,80 @@ def ptxas_report(ptx, cc):
     return out
 
 
+# ---- the kernels and signatures to compile --------------------------------------------------
+def _sigs(template):
+    return [template.format(f=f) for f in ("float32", "float64")]
+
+
+def registry():
+    """[(name, python function to compile, [signatures])] covering every kernel, at the launch
+    sizes of seqlearn.cuda.config."""
+    out = []
+    for dt in ("float32", "float64"):
+        f = dt
+        out.append((f"matmul[{dt}]", get(_gemm.build_matmul, config.TILE, dt),
+                    [f"void({f}[:, :], {f}[:, :], {f}[:, :], {f}[::1], int64, int64, int64, int64)"]))
+        out.append((f"matmul_rt_big[{dt}]", get(_gemm.build_matmul_rt, config.MM_BIG_TILE, config.MM_BIG_BK,
+                                                  config.MM_BIG_TT, dt),
+                    [f"void({f}[:, :], {f}[:, :], {f}[:, :], {f}[::1], int64, int64, int64, int64)"]))
+        out.append((f"matmul_rt[{dt}]", get(_gemm.build_matmul_rt, config.MM_TILE, config.MM_BK, config.MM_TT, dt),
+                    [f"void({f}[:, :], {f}[:, :], {f}[:, :], {f}[::1], int64, int64, int64, int64)",
+                     f"void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[::1], int64, int64, int64, int64)"]))
+        wsig = (f"void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, :, ::1], {f}[::1], {f}[:, ::1], "
+                "int64, int64, int64, int64)")
+        # float64 only at the small tile (the big one is the same source: ~20 s more to compile)
+        for (bt, tt, bk) in (config.MM_WG_TILES if dt == "float32" else config.MM_WG_TILES[-1:]):
+            out.append((f"matmul_wg{bt}[{dt}]", get(_gemm.build_matmul_wg, bt, bk, tt, dt, 0), [wsig]))
+        out.append((f"splitk_reduce[{dt}]", get(_gemm.build_splitk_reduce, dt),
+                    [f"void({f}[:, ::1], {f}[::1], {f}[:, ::1], {f}[::1], int64, int64)"]))
+        if dt == "float32":   # with launch bounds (config.MM_WG_MINBLOCKS): the compile path differs
+            bt, tt, bk = config.MM_WG_TILES[0]
+            out.append((f"matmul_wg{bt}_lb3[{dt}]", get(_gemm.build_matmul_wg, bt, bk, tt, dt, 3), [wsig]))
+        out.append((f"reduce_sum[{dt}]", get(ops.build_reduce, config.REDUCE_THREADS, dt),
+                    [f"void({f}[::1], {f}[::1], int64)"]))
+        out.append((f"xent[{dt}]", get(head.build_xent, config.XENT_THREADS, dt),
+                    [f"void({f}[:, ::1], int64[::1], {f}[::1], float64, int64)"]))
+        out.append((f"colsum32[{dt}]", get(ops.build_colsum, config.COLSUM_ROWS, dt),
+                    [f"void({f}[:, :], {f}[::1], int64)", f"void({f}[:, ::1], {f}[::1], int64)"]))
+        out.append((f"onehot_scatter[{dt}]", get(ops.build_onehot_scatter, config.COLSUM_ROWS, dt),
+                    [f"void({f}[:, ::1], int64[::1], {f}[:, ::1])"]))
+    plain = [
+        ("fill", ops.k_fill, "void({f}[::1], float64)"),
+        ("copy", ops.k_copy, "void({f}[::1], {f}[::1])"),
+        ("mul", ops.k_mul, "void({f}[::1], {f}[::1], {f}[::1])"),
+        ("dropout_mask", ops.k_dropout_mask, "void(uint64, uint64, float64, {f}[::1])"),
+        ("clip", ops.k_clip, "void({f}[::1], float64, float64)"),
+        ("colsum", ops.k_colsum, "void({f}[:, :], {f}[::1], int64)"),
+        ("project_onehot", ops.k_project_onehot, "void({f}[:, ::1], {f}[::1], int64[::1], {f}[:, ::1])"),
+        ("project_onehot_backward", ops.k_project_onehot_backward, "void({f}[:, ::1], int64[::1], {f}[:, ::1])"),
+        ("lookup", ops.k_lookup, "void({f}[:, ::1], int64[::1], {f}[:, ::1])"),
+        ("lookup_backward", ops.k_lookup_backward, "void({f}[:, ::1], int64[::1], {f}[:, ::1])"),
+        ("lstm_fwd_step", lstm.k_lstm_fwd_step,
+         "void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], int64, {f}[:, ::1], {f}[:, ::1], {f}[:, ::1])"),
+        ("lstm_bwd_step", lstm.k_lstm_bwd_step,
+         "void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], int64, {f}[:, ::1])"),
+        ("peephole_grad", lstm.k_peephole_grad, "void({f}[:, :, ::1], {f}[:, :, ::1], {f}[:, ::1])"),
+        ("gru_fwd_step", gru.k_gru_fwd_step,
+         "void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], int64, {f}[:, ::1], {f}[:, ::1], {f}[:, ::1])"),
+        ("gru_cho_fwd_n", gru.k_gru_cho_fwd_n, "void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1])"),
+        ("gru_bwd_step", gru.k_gru_bwd_step,
+         "void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], int64, {f}[:, ::1], {f}[:, ::1])"),
+        ("gru_cho_bwd_r", gru.k_gru_cho_bwd_r,
+         "void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1])"),
+        ("rnn_fwd_step", rnn.k_rnn_fwd_step, "void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1])"),
+        ("rnn_bwd_step", rnn.k_rnn_bwd_step, "void({f}[:, ::1], {f}[:, ::1], {f}[:, ::1], {f}[:, ::1])"),
+        ("sgd", optim.k_sgd, "void({f}[::1], {f}[::1], {f}[::1], float64, float64, float64, int64, float64, int64)"),
+        ("adagrad", optim.k_adagrad, "void({f}[::1], {f}[::1], {f}[::1], float64, float64, float64)"),
+        ("rmsprop", optim.k_rmsprop, "void({f}[::1], {f}[::1], {f}[::1], float64, float64, float64, float64)"),
+        ("adam", optim.k_adam, "void({f}[::1], {f}[::1], {f}[::1], {f}[::1], float64, float64, float64, float64, "
+                         "float64, int64, float64, float64)"),
+        ("scale", optim.k_scale, "void({f}[::1], float64)"),
+    ]
+    for name, fn, tmpl in plain:
+        out.append((name, fn, _sigs(tmpl)))
+    return out + persist.registry() + sample.registry()
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--cc", default="9.0")
@@ -83,9 +160,6 @@ def main(argv=None):
     ap.add_argument("--ptxas", action="store_true", help="also report ptxas registers / spills")
     a = ap.parse_args(argv)
     cc = tuple(int(x) for x in a.cc.split("."))
-    import numpy as np
-    if not hasattr(np, "row_stack"):
-        np.row_stack = np.vstack
     from numba import config as nbconfig
     if nbconfig.ENABLE_CUDASIM:
         print(json.dumps({"error": "NUMBA_ENABLE_CUDASIM is set: the simulator cannot compile PTX"}))
@@ -100,8 +174,7 @@ def main(argv=None):
     except Exception as e:  # noqa: BLE001
         print(json.dumps({"error": f"PTX compilation unavailable: {type(e).__name__}: {e}"}))
         return 3
-    from seqlearn.cuda import kernels, persist, sample
-    entries = kernels.registry() + persist.registry() + sample.registry()
+    entries = registry()
     failed = 0
     for name, fn, sigs in entries:
         if a.filter and a.filter not in name:

@@ -16,7 +16,8 @@ import numpy as np
 from numba import cuda, float64
 
 from . import config, head, ops
-from . import kernels as K
+from ._jit import get
+from ._launch import launch
 
 
 def build_pick(nt):
@@ -138,10 +139,10 @@ def generate(model, start, length, rng, temperature=1.0, top_k=0, top_p=1.0, arg
     x1 = cuda.device_array((1, N), np.int64)
     ud = ops.to_device(u)
     nt = config.SAMPLE_THREADS
-    kern = K.get(build_pick, nt)
+    kern = get(build_pick, nt)
     ws1 = model._workspace(1, N)
     for s in range(length):
-        K.launch(kern, (N, nt), (Z, ud, float(temperature), int(top_k), float(top_p), int(bool(argmax)),
+        launch(kern, (N, nt), (Z, ud, float(temperature), int(top_k), float(top_p), int(bool(argmax)),
                                  tokens, s, x1), smem=3 * V * 8)
         if s + 1 < length:
             top, _ = model._forward(x1, h0, c0, ws1, train=False)
@@ -162,5 +163,5 @@ def _carry(model, ws, h0, c0):
 def registry():
     """[(name, python function, [signatures])] for the PTX tier."""
     sig = "void({f}[:, ::1], float64[:, ::1], float64, int64, float64, int64, int64[:, ::1], int64, int64[:, ::1])"
-    return [("sample_pick", K.get(build_pick, config.SAMPLE_THREADS),
+    return [("sample_pick", get(build_pick, config.SAMPLE_THREADS),
              [sig.format(f="float32"), sig.format(f="float64")])]
