@@ -6,7 +6,7 @@ this floor does not, so no schedule of these kernels on two cores runs a step fa
     python benchmarks/step_floor.py                       # LSTM H=128, L=1, B=32, T=64, V=65
     python benchmarks/step_floor.py --hidden 256 --batch 32 --seq-len 100
 
-Phases (one layer, one-hot input, as in issue 4's first row): the one-hot table (W_ih.T + b_ih,
+Phases (one layer, one-hot input, as in the performance table's first row): the one-hot table (W_ih.T + b_ih,
 ops.onehot_input), the recurrent forward (per step: the product h @ W_hh.T, then the pointwise
 update reading the step's input rows from the table), the head (logits, softmax and its gradient,
 dh), the recurrent backward (pointwise, then da @ W_hh), dW_hh, the one-hot scatter into dW_ih,
@@ -46,7 +46,7 @@ def main(argv=None):
     ap.add_argument("--seq-len", type=int, default=64)
     a = ap.parse_args(argv)
     import seqlearn
-    from seqlearn.cpu import _blas, _gemm, _threads, head, lstm, ops
+    from seqlearn.cpu import _gemm, _threads, head, lstm, ops, wgrad
     from seqlearn.cpu._blas import consts
     from seqlearn.optim import Optimizer
 
@@ -81,7 +81,7 @@ def main(argv=None):
     ph["head: logits, softmax, dh"] = best(lambda: head._rows(top, Wd, bd, y, np.empty((T * Bh, V), dt), dtop,
                                                               True, 0, T * Bh))
     z = np.abs(rng.standard_normal((T * Bh, V))).astype(dt)
-    ph["head: dW, db"] = best(lambda: _blas.wgrad(z, top, dWd, dbd, consts(z)))     # the trainer's path
+    ph["head: dW, db"] = best(lambda: wgrad.wgrad(z, top, dWd, dbd, consts(z)))     # the trainer's path
     da = []     # the backward overwrites the gates with their gradients: a forward before each
     ph["recurrent backward (with dW_hh)"] = best(
         lambda: da.append(lstm.backward(ws, xh, W, b, None, dhs, None, None, dxg, dW, db, None, dh0, dc0)),

@@ -93,21 +93,20 @@ def test_gates_and_units(dt, G, H, M):
 @pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
 @pytest.mark.parametrize("split_k_max", [0, 1 << 30], ids=["output-rows", "rows-of-N"])
 @pytest.mark.parametrize("nthreads", [1, 3])
-@pytest.mark.parametrize("path", ["default", "wide", "openblas"])
+@pytest.mark.parametrize("path", ["default", "wide"])
 def test_wgrad_splits(dt, split_k_max, nthreads, path, monkeypatch):
     """dW += d.T @ x, db += d.sum(0), split by output rows or by the N rows (partial sums added),
     through each product: _tn's (d read in place), _tn_wide's (d transposed in blocks; tiny blocks
-    here, so that every edge is crossed) and OpenBLAS's; "default": the choice for this narrow d (_tn
-    for a split over N, _tn_wide by output rows)."""
-    from seqlearn.cpu import _blas, _threads, _tn, _tn_wide
+    here, so that every edge is crossed); "default": the choice for this narrow d (_tn for a split
+    over N, _tn_wide by output rows)."""
+    from seqlearn.cpu import _threads, config, wgrad
     monkeypatch.setattr(_threads, "NUM_THREADS", nthreads)
-    monkeypatch.setattr(_threads, "MIN_WROWS", 1)
-    monkeypatch.setattr(_blas, "SPLIT_K_MAX", split_k_max)
+    monkeypatch.setattr(config, "MIN_WROWS", 1)
+    monkeypatch.setattr(config, "SPLIT_K_MAX", split_k_max)
     if path != "default":
-        monkeypatch.setattr(_tn, "TN_MAX_BYTES", 0)
-        monkeypatch.setattr(_blas, "WIDE", path == "wide")
-        monkeypatch.setattr(_tn_wide, "KC", 8)
-        monkeypatch.setattr(_tn_wide, "MC", 5)
+        monkeypatch.setattr(config, "TN_MAX_BYTES", 0)
+        monkeypatch.setattr(config, "KC", 8)
+        monkeypatch.setattr(config, "MC", 5)
     rng = np.random.default_rng(7)
     d = rng.standard_normal((37, 12)).astype(dt)
     x = rng.standard_normal((37, 5)).astype(dt)
@@ -115,9 +114,39 @@ def test_wgrad_splits(dt, split_k_max, nthreads, path, monkeypatch):
     db0 = rng.standard_normal(12).astype(dt)
     for _ in range(2):                              # twice: memory of the first call, reused uninitialised, must not leak in
         dW, db = dW0.copy(), db0.copy()
-        _blas.wgrad(d, x, dW, db, consts(d))
+        wgrad.wgrad(d, x, dW, db, consts(d))
         assert rel(dW, dW0 + d.T @ x) < TOL[dt]
         assert rel(db, db0 + d.sum(0)) < TOL[dt]
+
+
+@pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
+@pytest.mark.parametrize("split_k_max", [0, 1 << 30], ids=["output-rows", "rows-of-N"])
+@pytest.mark.parametrize("nthreads", [1, 3])
+def test_wgrad_strided_operands(dt, split_k_max, nthreads, monkeypatch):
+    """Operands that are not C-contiguous (column slices of d and dW) give the same products, split
+    both ways; OpenBLAS's TN product by output rows (the benchmarks' baseline) as well."""
+    from seqlearn.cpu import _threads, config, wgrad
+    monkeypatch.setattr(_threads, "NUM_THREADS", nthreads)
+    monkeypatch.setattr(config, "MIN_WROWS", 1)
+    monkeypatch.setattr(config, "SPLIT_K_MAX", split_k_max)
+    rng = np.random.default_rng(8)
+    d = rng.standard_normal((37, 24)).astype(dt)[:, ::2]
+    x = rng.standard_normal((37, 5)).astype(dt)
+    assert not d.flags.c_contiguous
+    dW0 = rng.standard_normal((12, 5)).astype(dt)
+    db0 = rng.standard_normal(12).astype(dt)
+    for _ in range(2):
+        dW, db = dW0.copy(), db0.copy()
+        wgrad.wgrad(d, x, dW, db, consts(d))
+        assert rel(dW, dW0 + d.T @ x) < TOL[dt]
+        assert rel(db, db0 + d.sum(0)) < TOL[dt]
+    big = np.zeros((12, 10), dt)
+    big[:, ::2] = dW0
+    wgrad.wgrad(d, x, big[:, ::2], db0.copy(), consts(d))
+    assert rel(big[:, ::2], dW0 + d.T @ x) < TOL[dt] and not big[:, 1::2].any()
+    dc, dW, db = np.ascontiguousarray(d), dW0.copy(), db0.copy()
+    _threads.run(wgrad.wgrad_rows, [(dc, x, dW, db, r0, r1, consts(d)) for r0, r1 in _threads.chunks(12, 1)])
+    assert rel(dW, dW0 + d.T @ x) < TOL[dt] and rel(db, db0 + d.sum(0)) < TOL[dt]
 
 
 @pytest.mark.parametrize("dt", DT, ids=["float64", "float32"])
@@ -203,14 +232,14 @@ def test_packed_weights_start_on_cache_lines(cell, H):
 def test_packing_on_threads_matches_one_thread(dt, monkeypatch):
     """Packing is split over the threads only for large W (PACK_THREADS_MIN); both ways agree,
     also where K is not a multiple of pack_cols' 32-row blocks."""
-    from seqlearn.cpu import _threads
+    from seqlearn.cpu import _threads, config
     monkeypatch.setattr(_threads, "NUM_THREADS", 3)
     rng = np.random.default_rng(11)
     G, H = 4, 37
     W = rng.standard_normal((G * H, H + 3)).astype(dt)
     out = {}
     for lim in (1 << 40, 0):
-        monkeypatch.setattr(_gemm, "PACK_THREADS_MIN", lim)
+        monkeypatch.setattr(config, "PACK_THREADS_MIN", lim)
         Pf = np.full(_gemm.packed_size(G, H, H + 3, dt), np.nan, dt)
         Pb = np.full(_gemm.packed_size(1, H + 3, G * H, dt), np.nan, dt)
         _gemm.pack_gates(W, G, Pf)

@@ -18,11 +18,11 @@ OPTIONS = [dict(), dict(temperature=0.7, top_k=4), dict(top_p=0.8), dict(argmax=
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
 def test_generate_matches_step_loop(cell, kw, E, split, N, monkeypatch):
     if split:       # three threads, each with its slice of the units, meeting at barriers
-        from seqlearn.cpu import _threads
+        from seqlearn.cpu import _threads, config
         monkeypatch.setattr(_threads, "NUM_THREADS", 3)
-        monkeypatch.setattr(_threads, "UNIT_ALIGN", 1)
-        monkeypatch.setattr(_threads, "SPLIT", "auto")
-        monkeypatch.setattr(sk, "SPLIT_MIN_BYTES", 0)
+        monkeypatch.setattr(config, "UNIT_ALIGN", 1)
+        monkeypatch.setattr(config, "SPLIT", "auto")
+        monkeypatch.setattr(config, "SPLIT_MIN_BYTES", 0)
     m = seqlearn.CharLM("abcdefghij", cell=cell, hidden_size=6, num_layers=2, embed_dim=E, dtype="float64",
                         device="cpu", seed=1, **kw)
     length = 12

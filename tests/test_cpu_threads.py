@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from seqlearn.cpu import _threads
+from seqlearn.cpu import _threads, config
 from seqlearn.cpu._sync import barrier, bump
 
 
@@ -79,7 +79,7 @@ def test_resizing_stops_the_old_workers(fresh_pool):
 
 
 def test_idle_workers_sleep_and_wake(fresh_pool, monkeypatch):
-    monkeypatch.setattr(_threads, "SPIN", 10)       # the worker gives up spinning at once
+    monkeypatch.setattr(config, "SPIN", 10)       # the worker gives up spinning at once
     args = _counters(2)
     _threads.run(bump, args)
     threading.Event().wait(0.05)                    # it is asleep on the condition now

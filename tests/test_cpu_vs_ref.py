@@ -27,12 +27,12 @@ def use_threads(monkeypatch, n, split="batch"):
     """Run the cpu kernels on n threads with chunks as small as one row (or unit), so that tiny
     test sizes exercise the chunked paths (batch chunks or unit slices with barriers,
     weight-gradient row blocks)."""
-    from seqlearn.cpu import _threads
+    from seqlearn.cpu import _threads, config
     monkeypatch.setattr(_threads, "NUM_THREADS", n)
-    monkeypatch.setattr(_threads, "MIN_ROWS", 1)
-    monkeypatch.setattr(_threads, "MIN_WROWS", 1)
-    monkeypatch.setattr(_threads, "SPLIT", split)
-    monkeypatch.setattr(_threads, "UNIT_ALIGN", 1)
+    monkeypatch.setattr(config, "MIN_ROWS", 1)
+    monkeypatch.setattr(config, "MIN_WROWS", 1)
+    monkeypatch.setattr(config, "SPLIT", split)
+    monkeypatch.setattr(config, "UNIT_ALIGN", 1)
 
 
 @pytest.fixture(params=[(1, "batch"), (3, "batch"), (3, "units")], ids=["1thread", "3threads", "3threads-units"])
@@ -96,12 +96,12 @@ def test_model_wide_wgrad_cpu_equals_ref(cell, kw, split_k_max, dtype, monkeypat
     """Every weight gradient of a 2-layer model with an embedding through _tn_wide's product (the
     one for gate gradients wider than 2 KiB, from H = 129 on for the LSTM), in blocks of 4 x 5
     and split over three threads both ways: the gradients equal ref's."""
-    from seqlearn.cpu import _blas, _tn, _tn_wide
+    from seqlearn.cpu import config
     use_threads(monkeypatch, 3)
-    monkeypatch.setattr(_tn, "TN_MAX_BYTES", 0)
-    monkeypatch.setattr(_tn_wide, "KC", 4)
-    monkeypatch.setattr(_tn_wide, "MC", 5)
-    monkeypatch.setattr(_blas, "SPLIT_K_MAX", split_k_max)
+    monkeypatch.setattr(config, "TN_MAX_BYTES", 0)
+    monkeypatch.setattr(config, "KC", 4)
+    monkeypatch.setattr(config, "MC", 5)
+    monkeypatch.setattr(config, "SPLIT_K_MAX", split_k_max)
     out = {}
     for dev in ("ref", "cpu"):
         m = seqlearn.CharLM("abcdefg", cell=cell, hidden_size=6, num_layers=2, embed_dim=5,
@@ -213,7 +213,7 @@ def test_lstm_forward_multiplies_dense_input(peephole, I, dtype, threads, monkey
     """The cpu lstm forward given fused_input's DenseInput (x_t @ W_ih.T added into each step's
     product, in column blocks) computes what it computes from the written projection
     x @ W_ih.T + b_ih (every workspace buffer), on one or three threads, batch chunks or unit
-    slices; fused_input declines (None) a non-contiguous x, and when switched off."""
+    slices; fused_input declines (None) a non-contiguous x,."""
     from seqlearn.cpu import _gemm, lstm
     monkeypatch.setattr(_gemm, "NT2_COLS", 16)      # several column blocks per gate at H = 40
     T, B, H = 5, 3, 40
@@ -232,8 +232,6 @@ def test_lstm_forward_multiplies_dense_input(peephole, I, dtype, threads, monkey
         runs.append(ws)
     for k in SHARED_WS["lstm"]:
         assert_close(runs[0][k], runs[1][k], 1e-12 if dtype == "float64" else 1e-5, k)
-    monkeypatch.setattr(lstm, "FUSE_INPUT", False)
-    assert lstm.fused_input(x, W_ih, b_ih) is None
 
 
 _LINEAR = cpu.ops.linear

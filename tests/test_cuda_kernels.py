@@ -114,8 +114,8 @@ def test_weight_gradient_product(dtype):
             c = D(C0)
             ops.matmul_wg(D(A), D(B), c, accumulate=False)
             assert rel(H_(c), A.T @ B) < TOL[dtype]
-    # the callers' entry points route through it: matmul(ta=True) and matmul_wgrad with the fuse
-    config.MM_SPLITK, config.MM_FUSE_COLSUM = 0, True
+    # the callers' entry points route through it: matmul(ta=True) and matmul_wgrad (column sums fused)
+    config.MM_SPLITK = 0
     A, B = rng.standard_normal((11, 9)).astype(dtype), rng.standard_normal((11, 12)).astype(dtype)
     c, db = D(np.ones((9, 12), dtype)), D(np.ones(9, dtype))
     ops.matmul_wgrad(D(A), D(B), c, db)
@@ -151,11 +151,9 @@ def test_gathers_scatters_and_helpers():
     dout = rng.standard_normal((T, B, GH))
     dW_r, db_r = np.ones_like(W), np.ones_like(b)
     ref.ops.project_onehot_backward(dout, x, dW_r, db_r)
-    for fuse in (False, True):       # config.ONEHOT_FUSE_BIAS: the bias gradient from the table
-        config.ONEHOT_FUSE_BIAS = fuse
-        dW, db = D(np.ones_like(W)), D(np.ones_like(b))
-        ops.project_onehot_backward(D(dout), D(x), dW, db)
-        assert rel(H_(dW), dW_r) < 1e-12 and rel(H_(db), db_r) < 1e-12
+    dW, db = D(np.ones_like(W)), D(np.ones_like(b))
+    ops.project_onehot_backward(D(dout), D(x), dW, db)
+    assert rel(H_(dW), dW_r) < 1e-12 and rel(H_(db), db_r) < 1e-12
 
     Em = rng.standard_normal((V, E))
     o_r = np.zeros((T, B, E))

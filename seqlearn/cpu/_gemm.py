@@ -1,8 +1,8 @@
 """Products with few rows against pre-packed weights: the per-step recurrent products.
 
 OpenBLAS repacks both operands on every call. For a time step's product (16-64 rows of h against
-all of W_hh) that repacking of W, T times per sequence, is what kept it at 50-80 GFLOP/s per core.
-Here W is packed once per call of a forward or backward (``pack_rows`` / ``pack_cols``) into
+all of W_hh) that repacking of W, T times per sequence, is what held it back (docs/performance.md,
+"Packed products"). Here W is packed once per call of a forward or backward (``pack_rows`` / ``pack_cols``) into
 panels of NR columns (NR = two 256-bit vectors: 16 float32 or 8 float64), each panel K x NR
 contiguous, zero-padded to whole panels; ``mm`` then runs register tiles of 1 to 6 rows x NR
 columns over K (``_make_tile``: LLVM IR with explicit vectors and fused multiply-adds, kept in
@@ -24,19 +24,11 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from . import _threads
+from . import _threads, config
 from ._jit import cfunc, jit
+from .config import NT2_COLS, PREFETCH, PREFETCH_SMALL
 
 MAX_ROWS = 6
-# Lines (k steps) ahead that a tile prefetches its panel: helps where W_hh does not fit the L3
-# and streams from memory (LSTM H=1024, 16 MiB: one thread 3.31 against 3.57 ms per forward step,
-# 6.3 against 6.6 backward); neutral where it fits (H=512). 8 and 24-96 lines did no better.
-PREFETCH = 16
-# ... and tiles of 1 to 4 rows (generation: one tile per panel), 64: their k step takes a few cycles,
-# so 16 lines ahead was ~30 cycles ahead, less than an L3 hit's latency. LSTM 2x512 at batch 1,
-# alternating processes, us per character: 184-195 against 205-225 (a slow state of the machine),
-# 147-150 against 158-164; 4 sequences at once 234-266 against 259-418; 2x256 unchanged (32-34).
-PREFETCH_SMALL = 64
 
 # Explicit signatures for the products (compiled once per dtype, eagerly): callers pass literal
 # gate ranges and flags, which would otherwise compile one copy of the whole chain per
@@ -203,13 +195,9 @@ def _sixes_fives(x):
 def _next_rows(left):
     """Rows of the next tile: up to 6 rows, one tile; then 6 or 5 (10-12 accumulators: the FMAs
     never wait) while the rest still splits into 6s and 5s; else (7, 8, 9, 13, 14, 19 rows) 6s and
-    5s that end in a tile of 2 or 3 rows, never 4 + 4 or 4 + 5. A 4-row tile keeps one accumulator
-    set (8 accumulators, each waiting on the FMA's latency) and costs nearly what a 5-row tile
-    does: one pass over a panel of a packed (4H, H) W on one thread, in passes of the one-row tile
-    (H = 256 and 512 alike), takes 1.00 / 1.14 / 1.29 / 1.92 / 2.02 / 2.23 for 1-6 rows; 8 rows as
-    5 + 3 take 3.19-3.22 against 3.83-3.84 as 4 + 4, 9 rows as 6 + 3 3.46-3.47 against 3.92-3.93
-    as 4 + 5, 7 rows as 5 + 2 3.02-3.04 against 3.13 as 4 + 3. Four rows alone stay one tile
-    (3 + 1: 2.07-2.09, 2 + 2: 2.19)."""
+    5s that end in a tile of 2 or 3 rows, never 4 + 4 or 4 + 5: a 4-row tile keeps one accumulator
+    set (8 accumulators, each waiting on the FMA's latency) and costs nearly what a 5-row tile does
+    (docs/performance.md, "Packed products"). Four rows alone stay one tile."""
     if left <= MAX_ROWS:
         return left
     if _sixes_fives(left - 6):
@@ -256,10 +244,9 @@ def _mm(ab, M, K, pa, lda, pp, pstride, c0, c1, pc, ldc, accumulate, scratch):
         ppj = pp + jp * pstride * isz
         # The next panel, prefetched while this one is read: each tile of rows takes its share
         # (rows i:i+mr of M: bytes i/M ... (i+mr)/M of the panel, spread over its K steps). The
-        # first tile over a panel used to read it from memory at the rate it computes, the others
-        # from L2; where W_hh does not fit the L3 (LSTM H=1024, 16 MiB) one thread went from 89
-        # to 99 GFLOP/s (B=32), 83 to 98 (B=16). Past the last panel it prefetches whatever
-        # follows (a prefetch never faults).
+        # first tile over a panel would read it from memory at the rate it computes, the others
+        # from L2 (docs/performance.md, "Packed products"). Past the last panel it prefetches
+        # whatever follows (a prefetch never faults).
         nxt = ppj + pstride * isz
         i = 0
         while i < M:
@@ -371,7 +358,7 @@ def pack_cols(W, c0, n, P, p0, jp0, jp1):
     nr = 64 // P.itemsize
     for k0 in range(0, K, 32):          # 32 rows of W at a time, all panels: each row is read from
         k1 = min(K, k0 + 32)            # memory once (panel by panel over all K, every 4 KiB step
-        for jp in range(jp0, jp1):      # to the next row missed the cache: 22 ms for 4096 x 1024)
+        for jp in range(jp0, jp1):      # to the next row missed the cache)
             base = p0 + jp * K * nr
             w = min(nr, n - jp * nr)
             for k in range(k0, k1):
@@ -414,11 +401,6 @@ def packed_size(G, H, K, dtype):
     return G * panels(H, dtype) * nr_of(dtype) * K
 
 
-# Packing is shared out over the threads from this many bytes of W; below, the hand-off costs more
-# than it saves (one thread / two, us: 256 KiB 71 / 89-98, 1 MiB 283 / 201).
-PACK_THREADS_MIN = 512 << 10
-
-
 def panel_shares(npan, k):
     """k (jp0, jp1) ranges that split npan panels evenly (some empty when k > npan): the share each
     of k threads packs inside a kernel before they meet at a barrier."""
@@ -426,7 +408,7 @@ def panel_shares(npan, k):
 
 
 def _pack_chunks(npan, nbytes):
-    return _threads.chunks(npan, 1) if nbytes >= PACK_THREADS_MIN else [(0, npan)]
+    return _threads.chunks(npan, 1) if nbytes >= config.PACK_THREADS_MIN else [(0, npan)]
 
 
 def pack_gates(W, G, P):
@@ -452,11 +434,6 @@ def gates_nt(ab, H, K, g0, g1, u0, u1, M, pa, lda, pp, pc, ldc, scratch):
     npan = (H + nr - 1) // nr
     for g in range(g0, g1):
         mm(ab, M, K, pa, lda, pp + g * npan * K * nr * isz, K * nr, u0, u1, pc + g * H * isz, ldc, False, scratch)
-
-
-# Columns of C per block of gates_nt2: both products of a block run before the next, so the
-# block of C (M x 64) stays in L1 between them.
-NT2_COLS = 64
 
 
 @jit(_sigs("v", *([_i] * 16), "v"))

@@ -8,6 +8,7 @@ a descheduled partner on a loaded machine costs a scheduler slice, not a burnt o
 """
 import ctypes
 
+import numpy as np
 from llvmlite import binding as _ll
 from numba import types
 from numba.core import cgutils
@@ -42,6 +43,15 @@ def atomic_load(typingctx, arr, idx):
         ptr = _ptr(context, builder, sig.args[0], args[0], args[1])
         return builder.load_atomic(ptr, "acquire", 8)
     return types.int64(arr, idx), codegen
+
+
+# Words of a barrier's buffer: the counter alone in its 64-byte cache line
+BARRIER_WORDS = 8
+
+
+def new_barrier():
+    """A zeroed barrier buffer for one call of a kernel that meets at barrier()."""
+    return np.zeros(BARRIER_WORDS, np.int64)
 
 
 @jit([types.int64(types.Array(types.int64, 1, "C"), types.intp, types.intp)])

@@ -2,44 +2,28 @@
 
 A time step's products are small (B x H by H x G*H). A multi-threaded BLAS splits each of them
 across its threads and synchronises twice per product, T times per sequence; on a shared 2-core
-machine that hand-off dominated (median 0.75 ms for a 57 us product under load). Here instead
-every thread runs the whole time loop on its share (see SPLIT below: batch chunks, which need no
+machine that hand-off dominated (docs/performance.md, "How the cpu backend spends the cores").
+Here instead every thread runs the whole time loop on its share (config.SPLIT: batch chunks, which need no
 synchronisation, or unit slices, which meet at one spin barrier per step), calling BLAS with one
 thread. Products over all steps (weight gradients) are split by output rows.
 
 SciPy's OpenBLAS (the library the kernels call, see _blas.py; njit ``np.dot`` uses the same one)
 is set to one thread when this module is imported; numpy's own BLAS is untouched. Threads:
-``SEQLEARN_NUM_THREADS``, else the CPUs this process may run on. If SciPy's BLAS thread count cannot be set, the default is one
-thread (to avoid oversubscription).
+``SEQLEARN_NUM_THREADS``, else the CPUs this process may run on. If SciPy's BLAS thread count
+cannot be set, the default is one thread (to avoid oversubscription).
 """
 import os
 import threading
 
 import numpy as np
 
+from . import config
+from ._blas import LIB
 from ._sync import bump, wait_above, wait_reach
-
-MIN_ROWS = 8        # fewest batch rows per chunk (products on fewer rows waste the BLAS kernel)
-MIN_WROWS = 32      # fewest output rows per chunk of a weight-gradient product
-# How a recurrent time loop is shared out: "batch" (rows of the batch, no synchronisation),
-# "units" (hidden units: every thread takes the whole batch and its own slice of every gate, so
-# each streams only its part of W_hh; one spin barrier per time step, see _sync.py), or "auto"
-# (units when W_hh is at least UNITS_MIN_BYTES[direction], else batch). SEQLEARN_SPLIT overrides.
-# Measured on the quiet 2-core machine with the packed products of _gemm.py (LSTM, T = 100,
-# us per time step, batch / units): forward H=128 B=32 37 / 48, H=256 B=32 118 / 138, H=512 B=64
-# 801 / 811, H=1024 B=32 2077 / 1828; backward (with dW_hh) 67 / 78, 231 / 247, 1572 / 1589,
-# 3652 / 3402 (docs/performance.md). Since the tiles prefetch the next panel (_gemm.py) batch
-# chunks won at H=512 as well: LSTM 512x2, B=64, T=100 trains at 9,156-9,298 chars/s with batch
-# chunks against 8,569-8,652 with unit slices (three alternating runs), while H=1024 (16 MiB)
-# still gains from unit slices (6,846-6,872 against 6,682-6,709).
-SPLIT = os.environ.get("SEQLEARN_SPLIT", "auto")
-UNITS_MIN_BYTES = {"forward": 8 << 20, "backward": 8 << 20}
-UNIT_ALIGN = 16     # unit slices start at multiples of this (vector loads stay aligned)
 
 
 def _set_scipy_blas_threads(n):
     """Set the thread count of the BLAS the kernels call (see _blas.py); True when it could be done."""
-    from ._blas import LIB
     for sym in ("scipy_openblas_set_num_threads", "openblas_set_num_threads"):
         fn = getattr(LIB, sym, None)
         if fn is not None:
@@ -70,25 +54,29 @@ def set_num_threads(n):
     _drop_pool()
 
 
-def chunks(n, min_rows=MIN_ROWS):
-    """Split range(n) into at most NUM_THREADS contiguous (lo, hi) ranges of >= min_rows each."""
+def chunks(n, min_rows=None):
+    """Split range(n) into at most NUM_THREADS contiguous (lo, hi) ranges of >= min_rows each
+    (config.MIN_ROWS by default)."""
+    min_rows = config.MIN_ROWS if min_rows is None else min_rows
     k = max(1, min(NUM_THREADS, n // max(1, min_rows)))
     return [(n * i // k, n * (i + 1) // k) for i in range(k)]
 
 
 def unit_chunks(H):
-    """Split range(H) into at most NUM_THREADS (lo, hi) slices starting at multiples of UNIT_ALIGN."""
-    k = max(1, min(NUM_THREADS, H // UNIT_ALIGN))
-    cuts = [0] + [min(H, (H * i // k + UNIT_ALIGN // 2) // UNIT_ALIGN * UNIT_ALIGN) for i in range(1, k)] + [H]
+    """Split range(H) into at most NUM_THREADS (lo, hi) slices starting at multiples of
+    config.UNIT_ALIGN."""
+    a = config.UNIT_ALIGN
+    k = max(1, min(NUM_THREADS, H // a))
+    cuts = [0] + [min(H, (H * i // k + a // 2) // a * a) for i in range(1, k)] + [H]
     return [(lo, hi) for lo, hi in zip(cuts[:-1], cuts[1:]) if hi > lo]
 
 
 def plan(B, H, w_bytes, direction="forward"):
     """[(b0, b1, u0, u1), ...], one per thread, for a time loop over a batch of B rows and H units
-    whose recurrent weights take w_bytes (see SPLIT)."""
-    mode = SPLIT
+    whose recurrent weights take w_bytes (see config.SPLIT)."""
+    mode = config.SPLIT
     if mode == "auto":
-        mode = "units" if w_bytes >= UNITS_MIN_BYTES[direction] else "batch"
+        mode = "units" if w_bytes >= config.UNITS_MIN_BYTES[direction] else "batch"
     if mode == "units" and NUM_THREADS > 1:
         us = unit_chunks(H)
         if len(us) > 1:
@@ -101,22 +89,13 @@ def nsync(parts):
     return len(parts) if len(parts) > 1 and parts[0][0] == parts[-1][0] else 1
 
 
-# A worker that has finished its job spins this many loads (about 1 ms here) waiting for the next
-# one before it sleeps: the kernels of a training step follow each other within microseconds.
-SPIN = 3 << 20
-
-
 class Pool:
     """Persistent worker threads for run(): each has a job slot and two counters in one int64
     array (jobs posted, jobs done; a cache line apart). A posted job is seen by a worker spinning
     in a jitted nogil loop (_sync.wait_above), so it starts within microseconds of the caller's own
-    share; after SPIN loads without a job the worker sleeps on a condition instead. The caller
-    waits for the done counters spinning (it yields the core after a few thousand loads). A 20 us
-    kernel on two threads took 36 us through this pool against 47 us through
-    concurrent.futures.ThreadPoolExecutor (the worker started 9 us after the call instead of 15,
-    and no Future per job); per training step (one process, alternating): LSTM H = 64, B = 16,
-    T = 32 1.113 -> 1.071 ms, H = 128, B = 32, T = 64 7.208 -> 7.182 ms, GRU at H = 128 6.109 ->
-    6.066 ms."""
+    share; after config.SPIN loads without a job the worker sleeps on a condition instead. The
+    caller waits for the done counters spinning (it yields the core after a few thousand loads).
+    Faster than concurrent.futures (no Future per job): docs/performance.md, "Worker threads"."""
 
     def __init__(self, n):
         self.n = n
@@ -137,7 +116,7 @@ class Pool:
     def _work(self, k):
         flags, seen = self.flags, 0
         while True:
-            if not wait_above(flags, 16 * k, seen, SPIN):
+            if not wait_above(flags, 16 * k, seen, config.SPIN):
                 self.sleeps += 1
                 with self.wake:
                     self.sleeping += 1          # before the check: see run()

@@ -1,17 +1,17 @@
 """Weight-gradient products dW += D.T @ X for a narrow D: the recurrent layers' dW_hh at small H
 (D = the gate gradients, T*B x G*H) and the head's dW (D = the logits' gradient, T*B x V).
 
-OpenBLAS computes such a transposed (TN) product by packing D.T, a transpose of the whole of D,
-and ran the shapes of a training step at 59-85 GFLOP/s on one core (LSTM H=128: 85, the head
-at V=65: 59). Here D is not packed at all: the register tiles of _gemm.py broadcast one element
-of A per row and step, and A[r, k] = D[k, r] is one such scalar load (a strided tile: lda = 1,
-ak = D's row length). Only X is packed, kc rows at a time, into panels of NR columns (each X
-element then serves all rows of D, the packing is a few percent of the arithmetic). While D's
-rows are at most 2 KiB (512 float32, 256 float64: TN_MAX_BYTES), the kc x 16 block of D lines
-that a panel's pass reads stays in the caches; beyond that OpenBLAS's packed product is faster
-and _blas.wgrad keeps it. One core, GFLOP/s, this product / OpenBLAS (T*B/2 = 1024 rows):
-LSTM H=128 dW_hh 95.6 / 84.8, GRU H=128 92-96 / 85, head V=65 78 / 59; at H=256 (D rows 4 KiB)
-73 / 91.
+OpenBLAS computes such a transposed (TN) product by packing D.T, a transpose of the whole of D.
+Here D is not packed at all: the register tiles of _gemm.py broadcast one element of A per row
+and step, and A[r, k] = D[k, r] is one such scalar load (a strided tile: lda = 1, ak = D's row
+length). Only X is packed, kc rows at a time, into panels of NR columns (each X element then
+serves all rows of D, the packing is a few percent of the arithmetic). While D's rows are at
+most config.TN_MAX_BYTES (2 KiB: 512 float32, 256 float64), the kc x 16 block of D lines that a
+panel's pass reads stays in the caches; beyond that _tn_wide's product is faster. The rates
+against OpenBLAS: docs/performance.md, "Weight-gradient products".
+
+``split_k_finish`` ends every product split over the N rows (this one's, _tn_wide's, OpenBLAS's
+in wgrad.py): the partial sums of the threads added up after a barrier.
 """
 import numpy as np
 from llvmlite import ir
@@ -19,11 +19,37 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._blas import consts, split_k_finish
+from ._blas import consts
 from ._gemm import _make_tile, _next_rows
 from ._jit import jit
+from ._sync import barrier
 
-TN_MAX_BYTES = 2048
+@jit
+def split_k_finish(d2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth, sum_db=True):
+    """The end of thread k of a weight-gradient product split over the N rows, once its partial dW
+    is in dW (k = 0) or tmp[k - 1]: the bias gradient of its rows n0:n1 into tdb[k] (unless
+    sum_db is False: the product summed it there already); after a barrier, rows r0:r1 of the
+    partial sums added into dW, db."""
+    O = d2.shape[1]
+    I = dW.shape[1]
+    if sum_db:
+        s = tdb[k]
+        for o in range(O):
+            s[o] = 0
+        for n in range(n0, n1):
+            a = d2[n]
+            for o in range(np.uint64(O)):
+                s[o] += a[o]
+    barrier(bar, nth, 0)
+    for o in range(r0, r1):
+        w = dW[o]
+        for p in range(tmp.shape[0]):
+            t = tmp[p, o]
+            for i in range(np.uint64(I)):
+                w[i] += t[i]
+        for p in range(tdb.shape[0]):
+            db[o] += tdb[p, o]
+
 
 _s6, _s5, _s1 = (_make_tile(m, True, strided=True) for m in (6, 5, 1))
 
@@ -72,7 +98,7 @@ def _copy_line(typingctx, dst, src, nbytes):
 @jit
 def wgrad_split(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth, kc):
     """Thread k of dW += d2.T @ x2, db += d2.sum(0) split over the N rows (as
-    _blas._wgrad_split_k, with the product described above): rows n0:n1 go into dW (k = 0) or into
+    wgrad._wgrad_split_k, with the product described above): rows n0:n1 go into dW (k = 0) or into
     tmp[k - 1] (zeroed first), db's share into tdb[k]; after a barrier, rows r0:r1 of the partial
     sums are added into dW, db. d2 (N, O), x2 (N, I), dW (O, I), C-contiguous; kc: kc_for(O).
     One function (the product is not a function of its own): numba optimises a kernel together

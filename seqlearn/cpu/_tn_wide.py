@@ -1,15 +1,15 @@
-"""Weight-gradient products dW += D.T @ X for a wide D (rows over _tn.TN_MAX_BYTES): the recurrent
+"""Weight-gradient products dW += D.T @ X for a wide D (rows over config.TN_MAX_BYTES): the recurrent
 layers' dW_hh and dW_ih from H = 256 on (D = the gate gradients, T*B x G*H).
 
-OpenBLAS computes a transposed (TN) product by packing D.T and runs these shapes at 84-93 GFLOP/s
-on one core. _tn.py reads D.T in place, which serves a narrow D only: the wide rows of D lie
+OpenBLAS computes a transposed (TN) product by packing D.T. _tn.py reads D.T in place, which serves a narrow D only: the wide rows of D lie
 G*H*4 bytes apart, so the kc lines a tile reads per block alias in the caches. Here D.T is made
 block by block (kc rows of D by mc of its columns, transposed in registers, w x w elements at a
 time: ``_transpose_block``) into the row layout the register tiles of _gemm.py read at their full
 rate (the C-callable ``_gemm.mm``, with its next-panel prefetch), and X is packed into panels of NR
 columns kc rows at a time as in _tn.py. The loops follow GotoBLAS: for each block of kc rows of
 D and X, X's panels (kc x NR each) are made once; for each block of mc columns of D its
-transpose (mc x kc, in L2) meets every panel (in L1).
+transpose (mc x kc, in L2) meets every panel (in L1). Block sizes (config.KC, config.MC) and the
+rates against OpenBLAS: docs/performance.md, "Weight-gradient products".
 """
 import numpy as np
 from llvmlite import ir
@@ -17,20 +17,11 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from ._blas import consts, split_k_finish
+from . import config
+from ._blas import consts
 from ._gemm import mm
 from ._jit import jit
-from ._tn import _copy_line
-
-# Rows of D and X per block, columns of D per transposed block. One thread, GFLOP/s for the
-# shapes 3200 x 2048 x 512 / 1600 x 1024 x 256 / 3200 x 2048 x 1024 by output rows (OpenBLAS:
-# 88.5 / 81-89 / 93.8): kc x mc 256 x 96 89.3 / 88.7 / 90.5; 512 x 48 90.6 / 87.2 / 94.0; 768 x 48
-# 92.7-93.3 / 88.4-91.8 / 95.3; 1024 x 48 88.8 / 84.5 / 93.6; 1536 x 24 91.8 / 89.2 / 95.0. The
-# panels of X (kc x 64 bytes: 48 KiB) then come from L2, the transposed block (mc x kc, 144 KiB)
-# as well; the C tiles are loaded and stored once per kc rows, a third as often as at kc = 256.
-KC = 768
-MC = 48
-
+from ._tn import _copy_line, split_k_finish
 
 def _shuffle_masks(w):
     """Shuffles that transpose w rows of w lanes: two unpack stages and a final one (w = 8: the
@@ -123,7 +114,7 @@ def _transpose(d2, k0, kk, i0, m, A, lda, sums):
 
 
 @jit
-def wgrad_wide(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth, by_rows, kc=KC, mc=MC):
+def wgrad_wide(d2, x2, dW, db, tmp, tdb, n0, n1, k, r0, r1, bar, nth, by_rows, kc=config.KC, mc=config.MC):
     """Thread k of dW += d2.T @ x2, db += d2.sum(0) for a wide d2. Split over the N rows (by_rows
     False, as _tn.wgrad_split: rows n0:n1 of d2 into dW (k = 0) or tmp[k - 1] (overwritten), then
     the partial sums added, rows r0:r1, after a barrier) or over the output rows (by_rows True:

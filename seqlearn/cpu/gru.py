@@ -9,13 +9,14 @@ run their whole time loop on separate threads (see _threads.py).
 """
 import numpy as np
 
-from . import _threads
+from . import _threads, config
 from ._act import sigmoid_, tanh_
 from . import _gemm
-from ._blas import N_, T_, consts, rgemm, wgrad
+from ._blas import N_, T_, consts, rgemm
 from ._jit import jit
-from ._sync import barrier
+from ._sync import barrier, new_barrier
 from .ops import input_rows
+from .wgrad import wgrad
 
 G = 3
 
@@ -220,7 +221,7 @@ def forward(ws, xg, W_hh, b_hh, variant, h0):
     _gemm.pack_gates(W_hh, G, ws["Pf"])
     args = input_rows(xg) + (ws["Pf"], b_hh, variant == "cho", h0, ws["hs"], ws["gates"], ws["hn"], ws["a"])
     parts = _plan(xg.shape[1], W_hh.shape[1], W_hh, variant)
-    bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)
+    bar, nth = new_barrier(), _threads.nsync(parts)
     _threads.run_sync(_forward, [args + c + (bar, nth) for c in parts])
 
 
@@ -243,7 +244,7 @@ def backward(ws, xg, W_hh, b_hh, variant, dhs, dhT, dxg, dW_hh, db_hh, dh0):
             ws["dhg"] = np.zeros((T, B, G * H), dxg.dtype)
         args = (ws["hs"], ws["gates"], ws["hn"], ws["Pb"], dhs, dh, ws["dhg"], dh0)
         parts = _plan(B, H, W_hh, variant, "backward")
-        bar, nth = np.zeros(8, np.int64), _threads.nsync(parts)
+        bar, nth = new_barrier(), _threads.nsync(parts)
         _threads.run_sync(_backward_torch, [args + c + (bar, nth) for c in parts])
         wgrad(ws["dhg"].reshape(T * B, G * H), hs2, dW_hh, db_hh, ab)
         return ws["gates"]
@@ -272,4 +273,4 @@ def _wgrad_cho_rows(d2, hs2, hn2, dW, db, r0, r1, ab):
 
 def _wgrad_cho(d2, hs2, hn2, dW, db, ab):
     _threads.run(_wgrad_cho_rows, [(d2, hs2, hn2, dW, db, r0, r1, ab)
-                                   for r0, r1 in _threads.chunks(d2.shape[1], _threads.MIN_WROWS)])
+                                   for r0, r1 in _threads.chunks(d2.shape[1], config.MIN_WROWS)])

@@ -7,8 +7,9 @@ import numpy as np
 
 from . import _threads
 from ._act import exp_
-from ._blas import N_, T_, consts, rgemm, wgrad
+from ._blas import N_, T_, consts, rgemm
 from ._jit import jit
+from .wgrad import wgrad
 
 
 @jit

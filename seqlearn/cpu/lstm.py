@@ -13,10 +13,11 @@ import numpy as np
 from . import _threads
 from ._act import sigmoid_, tanh_
 from . import _gemm
-from ._blas import consts, wgrad
+from ._blas import consts
 from ._jit import jit
-from ._sync import barrier
+from ._sync import barrier, new_barrier
 from .ops import DenseInput, input_rows
+from .wgrad import wgrad
 
 G = 4
 
@@ -118,8 +119,8 @@ def _cell_backward(gr, tr, cp, cn, dr, dhb, dcb, p, peep, dp, H, u0, u1):
     dh = dr + dhb and the carried dc (dcb, updated to dc_{t-1}); with peepholes also
     dp += (dai c_{t-1}, daf c_{t-1}, dao c_t). Each gate's da is written where that gate was read
     (one array: LLVM's overlap checks would send a separate da buffer that aliases gr to the scalar
-    loop). Three simple loops: one fused loop ran at half their speed (3.0 against 1.5 ns per unit,
-    H = 256, one thread)."""
+    loop). Three simple loops: one fused loop ran at half their speed (docs/performance.md,
+    "Packed products")."""
     Hu = np.uint64(H)
     H2u = Hu + Hu
     H3u = H2u + Hu
@@ -204,14 +205,11 @@ def _dummy(dtype):
     return np.zeros((1, 1), dtype)
 
 
-# Dense inputs (layers above the first, an embedding) multiplied inside the time loop (fused_input)
-FUSE_INPUT = True
-
-
 def fused_input(x, W_ih, b_ih):
-    """An ops.DenseInput for forward, or None (FUSE_INPUT off, or x not C-contiguous): then the
-    caller writes the projection x @ W_ih.T + b_ih itself."""
-    if not FUSE_INPUT or not x.flags.c_contiguous:
+    """An ops.DenseInput for forward (dense inputs, layers above the first or an embedding, are
+    multiplied inside the time loop), or None where x is not C-contiguous: then the caller writes
+    the projection x @ W_ih.T + b_ih itself."""
+    if not x.flags.c_contiguous:
         return None
     return DenseInput(x, W_ih, b_ih.reshape(1, -1))
 
@@ -234,7 +232,7 @@ def forward(ws, xg, W_hh, b_hh, p, h0, c0):
                              ws["a"]) + fused
     parts = _threads.plan(xg.shape[1], W_hh.shape[1], W_hh.nbytes)
     packs = _gemm.panel_shares(_gemm.panels(W_hh.shape[0] // G, W_hh.dtype), len(parts))
-    tail = (np.zeros(8, np.int64), len(parts), np.zeros(8, np.int64), _threads.nsync(parts))
+    tail = (new_barrier(), len(parts), new_barrier(), _threads.nsync(parts))
     _threads.run_sync(_forward, [args + c + pk + tail for c, pk in zip(parts, packs)])
 
 
@@ -259,7 +257,7 @@ def backward(ws, xg, W_hh, b_hh, p, dhs, dhT, dcT, dxg, dW_hh, db_hh, dp, dh0, d
     args = (W_hh, ws["hs"], ws["cs"], da, ws["tcs"], ws["Pb"], p if peep else _dummy(da.dtype), peep, dhs, dh, dc)
     tail = (dh0, np.empty_like(dc) if dc0 is None else dc0)
     packs = _gemm.panel_shares(_gemm.panels(H, W_hh.dtype), len(parts))
-    sync = (np.zeros(8, np.int64), len(parts), np.zeros(8, np.int64), _threads.nsync(parts))
+    sync = (new_barrier(), len(parts), new_barrier(), _threads.nsync(parts))
     _threads.run_sync(_backward, [args + (dps[k],) + tail + c + packs[k] + sync for k, c in enumerate(parts)])
     if peep:
         dp += dps.sum(0)

@@ -5,15 +5,16 @@ backend's BLAS (_blas.rgemm), split over the worker threads by rows.
 ``onehot_input`` does not write the projection (T, B, G*H): it returns a ``OneHot`` (the table of
 W_ih's columns with b_ih added, one row per character, and the characters), and the recurrent time
 loops read each step's row from the table (``input_rows``). The projection of a one-hot layer was the
-step's largest buffer (4 MiB at H = 128, B = 32, T = 64): writing it and reading it back cost 0.5 ms
-of a 9 ms step and pushed the step's data out of the shared L3 cache."""
+step's largest buffer: writing it and reading it back pushed the step's data out of the shared L3
+cache (docs/performance.md, "How the cpu backend spends the cores")."""
 from typing import NamedTuple
 
 import numpy as np
 
 from . import _threads
-from ._blas import N_, T_, consts, rgemm, wgrad
+from ._blas import N_, T_, consts, rgemm
 from ._jit import jit
+from .wgrad import wgrad
 from ..ref.ops import MASK_BITS, MASK_GAMMA, MASK_M1, MASK_M2, mask_args
 from ..ref.ops import copy, copy_new, fill_zero  # noqa: F401  (host arrays: the same helpers)
 

@@ -6,9 +6,10 @@ import numpy as np
 from . import _threads
 from ._act import tanh_
 from . import _gemm
-from ._blas import consts, wgrad
+from ._blas import consts
 from ._jit import jit
 from .ops import input_rows
+from .wgrad import wgrad
 
 G = 1
 

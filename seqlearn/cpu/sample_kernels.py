@@ -29,8 +29,8 @@ from .lstm import _cell_forward
 from .ops import _onehot_table
 from ._blas import consts
 from ._jit import jit
-from ._sync import barrier
-from . import _threads
+from ._sync import barrier, new_barrier
+from . import _threads, config
 
 KINDS = {"lstm": 0, "gru": 1, "rnn": 2}
 
@@ -38,9 +38,8 @@ KINDS = {"lstm": 0, "gru": 1, "rnn": 2}
 @jit
 def _proj(ab, N, H, K, g0, g1, u0, u1, px, pp, Y, scratch):
     """Y[:, g H + u0 : g H + u1] = X (N, K) @ W[g H + u0 : g H + u1].T for gates g0:g1, X contiguous
-    at px, W packed at pp (see pack): each weight is read once for all N rows. (OpenBLAS's gemm
-    packs W on every call: 66-76 us for 1-8 rows of a 1024 x 256 W against 18 us for one gemv;
-    the packed one-row tile matches the gemv, 15 us, and N rows cost far less than N gemvs.)"""
+    at px, W packed at pp (see pack): each weight is read once for all N rows (OpenBLAS's gemm
+    would pack W on every call: docs/performance.md, "Generation")."""
     _gemm.gates_nt(ab, H, K, g0, g1, u0, u1, N, px, K, pp, Y.ctypes.data, Y.shape[1], scratch)
 
 
@@ -194,11 +193,6 @@ def _generate(flat, offs, emb_off, E, dec_off, V, H, kind, cho, peep, z, h2, c, 
                 z[n, v] += flat[dec_off + V * H + v]
 
 
-# Below this many weight bytes per character a single thread is faster than two meeting at
-# barriers (a barrier per layer per character).
-SPLIT_MIN_BYTES = 1 << 20
-
-
 def pack(model):
     """The weights of a cpu model packed for the products of generation (_gemm.py): (P, poffs,
     dec_p), poffs (L, 2) the element offsets in P of each layer's W_ih and W_hh, dec_p the
@@ -268,10 +262,10 @@ def generate(model, z, state, u, temperature=1.0, top_k=0, top_p=1.0, argmax=Fal
     h2[0] = h
     parts = [(0, H)]
     wbytes = model.flat.nbytes
-    if wbytes >= SPLIT_MIN_BYTES:
-        parts = _threads.unit_chunks(H) if _threads.SPLIT != "batch" else parts
+    if wbytes >= config.SPLIT_MIN_BYTES:
+        parts = _threads.unit_chunks(H) if config.SPLIT != "batch" else parts
     nth = len(parts)
-    bar = np.zeros(8, np.int64)
+    bar = new_barrier()
     ax, ah = np.zeros((N, G * H), dt), np.zeros((N, G * H), dt)
     rh = np.zeros((N, H), dt)
     own = [(z if k == 0 else z.copy(), np.zeros((N, length), np.int64), np.zeros((N, max(E, 1)), dt),

@@ -22,14 +22,15 @@ def _dwhh_estimator(device, model, T, B):
     if device == "cpu":
         try:
             from ..cpu import gru
-            from ..cpu._blas import consts, wgrad
+            from ..cpu._blas import consts
+            from ..cpu.wgrad import wgrad
             db = np.zeros(G * H, model.dtype)
             if model.cell == "gru" and model.gru_variant == "cho":     # rows n see r * h_prev
                 run = lambda: gru._wgrad_cho(dG, hp, hp, dW, db, consts(dG))  # noqa: E731
                 how = "seqlearn.cpu.gru._wgrad_cho (the cpu backend's, on its threads)"
             else:
                 run = lambda: wgrad(dG, hp, dW, db, consts(dG))  # noqa: E731
-                how = "seqlearn.cpu._blas.wgrad (the cpu backend's dW += A.T @ X, on its threads)"
+                how = "seqlearn.cpu.wgrad.wgrad (the cpu backend's dW += A.T @ X, on its threads)"
         except ImportError:
             f = _njit_sgemm()
             out = np.empty((G * H, H), model.dtype)

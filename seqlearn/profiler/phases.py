@@ -36,7 +36,7 @@ def fuses_input(model):
     """Whether the backend's time loop multiplies a dense input itself (the cpu lstm's
     fused_input): then a dense layer's projection is part of its recurrent forward phase."""
     mod = model.cell_impl.mod
-    return getattr(mod, "fused_input", None) is not None and getattr(mod, "FUSE_INPUT", False)
+    return getattr(mod, "fused_input", None) is not None
 
 
 def phase_flops(model, T, B, split_dwhh):
@@ -61,7 +61,7 @@ def phase_flops(model, T, B, split_dwhh):
 
 
 def model_flops(model, T, B):
-    """DESIGN.md section 3 / issue 4: per layer and time step forward 2*B*G*H*(I + H) (I = V for a
+    """The model FLOP formula (docs/profile.md): per layer and time step forward 2*B*G*H*(I + H) (I = V for a
     one-hot first layer), training = 3 x forward, plus the head 3*2*B*H*V, times T."""
     G, H, V, L, E = model.cell_impl.G, model.H, model.V, model.L, model.E
     fwd = sum(2.0 * B * G * H * (((E or V) if k == 0 else H) + H) for k in range(L))
