@@ -8,7 +8,7 @@ The arithmetic is in the parameters' dtype, as torch.optim's and the numpy refer
 hyperparameters are cast to it; bias corrections are computed in float64 first): float64
 hyperparameters would make every float32 update run in float64. The sum of squares for clipping
 accumulates in float64 over eight interleaved partial sums (a fixed order, so the same on every
-run), which vectorises. The timings: docs/performance.md, "Optimizer".
+run), which vectorises. The timings: docs/performance.md, "Pointwise work, head and optimizer".
 """
 import math
 
