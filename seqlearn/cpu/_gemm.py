@@ -2,16 +2,16 @@
 
 OpenBLAS repacks both operands on every call. For a time step's product (16-64 rows of h against
 all of W_hh) that repacking of W, T times per sequence, is what held it back (docs/performance.md,
-"Packed products"). Here W is packed once per call of a forward or backward (``pack_rows`` / ``pack_cols``) into
-panels of NR columns (NR = two 256-bit vectors: 16 float32 or 8 float64), each panel K x NR
-contiguous, zero-padded to whole panels; ``mm`` then runs register tiles of 1 to 6 rows x NR
-columns over K (``_make_tile``: LLVM IR with explicit vectors and fused multiply-adds, kept in
-registers), reading each panel once per tile of rows of A. Rows are split (``_next_rows``) into
-tiles of 6 and 5 rows (12 and 10 accumulators) and at most one smaller tile; tiles of 1 to 3
+"Packed products"). Here W is packed once per call of a forward or backward (``pack_rows`` /
+``pack_cols``) into panels of NR columns (NR = two 256-bit vectors: 16 float32 or 8 float64), each
+panel K x NR contiguous, zero-padded to whole panels; ``mm`` then runs register tiles of 1 to 6
+rows x NR columns over K (``_make_tile``: LLVM IR with explicit vectors and fused multiply-adds,
+kept in registers), reading each panel once per tile of rows of A. Rows are split (``_next_rows``)
+into tiles of 6 and 5 rows (12 and 10 accumulators) and at most one smaller tile; tiles of 1 to 3
 rows (generation, remainders) keep 4 or 2 independent accumulator sets over K, so the fused
-multiply-adds do not wait on each other; a tile of 4 rows (one set) only when 4 rows are all.
-The tiles of 5 and 6 rows also prefetch the next panel into L2, each its share, so a W that does
-not fit the caches streams from memory during all of a panel's tiles instead of the first.
+multiply-adds do not wait on each other; a tile of 4 rows (one set) only when 4 rows are all. The
+tiles of 5 and 6 rows also prefetch the next panel into L2, each its share, so a W that does not
+fit the caches streams from memory during all of a panel's tiles instead of the first.
 
 Addresses are byte addresses (``arr.ctypes.data + offset``) as for rgemm in _blas.py; ``ab`` is
 ``consts()`` of the dtype and carries it.

@@ -1,15 +1,16 @@
 """Weight-gradient products dW += D.T @ X for a wide D (rows over config.TN_MAX_BYTES): the recurrent
 layers' dW_hh and dW_ih from H = 256 on (D = the gate gradients, T*B x G*H).
 
-OpenBLAS computes a transposed (TN) product by packing D.T. _tn.py reads D.T in place, which serves a narrow D only: the wide rows of D lie
-G*H*4 bytes apart, so the kc lines a tile reads per block alias in the caches. Here D.T is made
-block by block (kc rows of D by mc of its columns, transposed in registers, w x w elements at a
-time: ``_transpose_block``) into the row layout the register tiles of _gemm.py read at their full
-rate (the C-callable ``_gemm.mm``, with its next-panel prefetch), and X is packed into panels of NR
-columns kc rows at a time as in _tn.py. The loops follow GotoBLAS: for each block of kc rows of
-D and X, X's panels (kc x NR each) are made once; for each block of mc columns of D its
-transpose (mc x kc, in L2) meets every panel (in L1). Block sizes (config.KC, config.MC) and the
-rates against OpenBLAS: docs/performance.md, "Weight-gradient products".
+OpenBLAS computes a transposed (TN) product by packing D.T. _tn.py reads D.T in place, which serves
+a narrow D only: the wide rows of D lie G*H*4 bytes apart, so the kc lines a tile reads per block
+alias in the caches. Here D.T is made block by block (kc rows of D by mc of its columns, transposed
+in registers, w x w elements at a time: ``_transpose_block``) into the row layout the register
+tiles of _gemm.py read at their full rate (the C-callable ``_gemm.mm``, with its next-panel
+prefetch), and X is packed into panels of NR columns kc rows at a time as in _tn.py. The loops
+follow GotoBLAS: for each block of kc rows of D and X, X's panels (kc x NR each) are made once; for
+each block of mc columns of D its transpose (mc x kc, in L2) meets every panel (in L1). Block sizes
+(config.KC, config.MC) and the rates against OpenBLAS: docs/performance.md, "Weight-gradient
+products".
 """
 import numpy as np
 from llvmlite import ir
