@@ -2,9 +2,9 @@
 
 A time step's products are small (B x H by H x G*H). A multi-threaded BLAS splits each of them
 across its threads and synchronises twice per product, T times per sequence; on a shared 2-core
-machine that hand-off dominated (docs/performance.md, "How the cpu backend spends the cores").
-Here instead every thread runs the whole time loop on its share (config.SPLIT: batch chunks, which need no
-synchronisation, or unit slices, which meet at one spin barrier per step), calling BLAS with one
+machine that hand-off dominated (docs/performance.md, "How the cpu backend spends the cores"). Here
+instead every thread runs the whole time loop on its share (config.SPLIT: batch chunks, which need
+no synchronisation, or unit slices, which meet at one spin barrier per step), calling BLAS with one
 thread. Products over all steps (weight gradients) are split by output rows.
 
 SciPy's OpenBLAS (the library the kernels call, see _blas.py; njit ``np.dot`` uses the same one)
