@@ -284,16 +284,45 @@ class CharLM:
 
     def logits(self, inputs, state=None, host_state=True):
         """Unnormalised next-character scores (B, T, V) as a host array, and the final state."""
+        ws, top, T, B = self._inference(inputs, state)
+        return self._host_logits(top, T, B), self._final_state(ws, host_state)
+
+    def _inference(self, inputs, state):
+        """One forward pass without dropout: (workspace, top layer's outputs, T, B)."""
         x = self._tokens(inputs, "inputs")
         T, B = x.shape
         ws = self._workspace(T, B)
         h0, c0 = self._split_state(state, B)
         top, _ = self._forward(x, h0, c0, ws, train=False)
+        return ws, top, T, B
+
+    def _host_logits(self, top, T, B):
         out = self.backend.ops.zeros((T * B, self.V), self.dtype)
         p = self._p
         self.backend.head.logits(top, p["decoder.weight"], p["decoder.bias"], out)
-        z = self.backend.ops.to_host(out).reshape(T, B, self.V).transpose(1, 0, 2)
-        return np.ascontiguousarray(z), self._final_state(ws, host_state)
+        return np.ascontiguousarray(self.backend.ops.to_host(out).reshape(T, B, self.V).transpose(1, 0, 2))
+
+    def trace(self, inputs, state=None):
+        """Everything one forward pass (no dropout) computes, as host arrays: a list with one dict
+        per layer ("h", for lstm "c", and each activated gate by name, params.GATE_NAMES; each
+        (B, T, H)), the next-character log-probabilities (B, T, V) and the final state."""
+        ws, top, T, B = self._inference(inputs, state)
+        host = lambda a: np.ascontiguousarray(self.backend.ops.to_host(a).transpose(1, 0, 2))  # noqa: E731
+        H = self.H
+        layers = []
+        for lw in ws["layers"]:
+            d = {"h": host(lw["hs"][1:])}
+            if self.cell == "lstm":
+                d["c"] = host(lw["cs"][1:])
+            if P.GATE_NAMES[self.cell]:
+                gates = host(lw["gates"])
+                for i, name in enumerate(P.GATE_NAMES[self.cell]):
+                    d[name] = np.ascontiguousarray(gates[:, :, i * H:(i + 1) * H])
+            layers.append(d)
+        z = self._host_logits(top, T, B).astype(np.float64)
+        z -= z.max(axis=2, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
+        return layers, logp, self._final_state(ws, True)
 
     def __repr__(self):
         extra = " peephole" if self.peephole else (f" {self.gru_variant}" if self.cell == "gru" else "")

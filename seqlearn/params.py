@@ -8,6 +8,11 @@ import math
 import numpy as np
 
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+# the activated gates in the order the weight rows hold them (PyTorch's): lstm input (the lecture's
+# update gate), forget, candidate cell, output; gru reset (the lecture's relevance gate), update,
+# candidate; rnn none beyond h
+GATE_NAMES = {"lstm": ("input", "forget", "candidate", "output"), "gru": ("reset", "update", "candidate"),
+              "rnn": ()}
 PEEPHOLES = ("weight_pi", "weight_pf", "weight_po")   # input, forget, output gate; H each
 
 
