@@ -1,5 +1,7 @@
 """Turn the library's expected failures into one-line click errors (no traceback)."""
 import functools
+import os
+import sys
 
 import click
 
@@ -14,6 +16,9 @@ def friendly(fn):
             return fn(*a, **kw)
         except click.ClickException:
             raise
+        except BrokenPipeError:         # the reader went away (| head): stop quietly, as cat does
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise SystemExit(1) from None
         except (ValueError, CheckpointError, BackendError) as e:
             raise click.ClickException(str(e)) from None
         except OSError as e:

@@ -5,9 +5,10 @@ import click
 
 from seqlearn.checkpoint import load
 from seqlearn.data import DataError, Vocab, describe_unknown, eval_chunks, evaluate, read_text
+from seqlearn.scoring import char_logprobs, records, write_jsonl
 
 from .errors import friendly
-from .options import device_option, threads_option
+from .options import check_output, device_option, threads_option
 from .sample import resolve_checkpoint
 
 
@@ -20,18 +21,25 @@ from .sample import resolve_checkpoint
 @click.option("--batch", type=click.IntRange(min=1), default=32, show_default=True,
               help="Parallel streams (the text is cut into this many pieces, state carried within each).")
 @click.option("--seq-len", type=click.IntRange(min=1), default=100, show_default=True)
+@click.option("--per-char", "per_char", type=click.Path(dir_okay=False), default=None,
+              help="Write each character's log-probability as JSON lines to this file (- for stdout); "
+                   "the text is then read as one stream from its first character.")
 @device_option()
 @threads_option()
 @friendly
-def eval_(run_or_checkpoint, text, unk, encoding, batch, seq_len, device):
+def eval_(run_or_checkpoint, text, unk, encoding, batch, seq_len, per_char, device):
     """Print nats, bits per character and perplexity of RUN_OR_CHECKPOINT on TEXT.
 
     \b
     Examples:
       seqlearn eval runs/shakespeare held_out.txt
       seqlearn eval runs/shakespeare/last.npz other.txt --unk skip
+      seqlearn eval runs/shakespeare held_out.txt --per-char scores.jsonl
     """
-    model = load(resolve_checkpoint(run_or_checkpoint), device=device)
+    ckpt = resolve_checkpoint(run_or_checkpoint)
+    if per_char not in (None, "-"):
+        check_output(per_char, [text, ckpt])
+    model = load(ckpt, device=device)
     s = read_text(text, encoding)
     vocab = Vocab(model.vocab)
     bad = vocab.unknown(s)
@@ -41,9 +49,15 @@ def eval_(run_or_checkpoint, text, unk, encoding, batch, seq_len, device):
     data = vocab.encode(s, unk="skip")
     if len(data) < 2:
         raise DataError(f"{text} has fewer than 2 characters the model knows; nothing to evaluate")
-    chunks = eval_chunks(data, batch, seq_len)
-    nats = evaluate(model, chunks)
-    n = sum(x.size for x, _ in chunks)
+    if per_char:
+        lp, _ = char_logprobs(model, data, seq_len)
+        write_jsonl(per_char, records(vocab.decode(data[1:]), lp, 1), click.echo)
+        nats, n = -float(lp.mean()), len(lp)
+    else:
+        chunks = eval_chunks(data, batch, seq_len)
+        nats = evaluate(model, chunks)
+        n = sum(x.size for x, _ in chunks)
     skipped = f", {len(s) - len(data):,} unknown skipped" if len(s) != len(data) else ""
-    click.echo(f"nats {nats:.4f} | bpc {nats / math.log(2):.4f} | perplexity {math.exp(nats):.3f} | "
+    echo = click.echo if per_char != "-" else lambda m: click.echo(m, err=True)
+    echo(f"nats {nats:.4f} | bpc {nats / math.log(2):.4f} | perplexity {math.exp(nats):.3f} | "
                f"{n:,} characters predicted{skipped}")

@@ -86,3 +86,14 @@ def threads_option():
                         callback=_set_threads,
                         help="Threads of the cpu backend [default: the CPUs this process may use, or "
                              "SEQLEARN_NUM_THREADS].")
+
+
+def check_output(path, inputs):
+    """An output file must not be one of the command's inputs (it would be overwritten), and its
+    folder must exist."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise click.UsageError(f"cannot write {path}: {folder} is not a folder")
+    for src in inputs:
+        if os.path.exists(path) and os.path.exists(src) and os.path.samefile(path, src):
+            raise click.UsageError(f"{path} is an input of this command; name another output file")

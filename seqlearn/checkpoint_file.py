@@ -18,11 +18,11 @@ META_KEYS = ("format_version", "cell", "hidden_size", "num_layers", "embed_dim",
              "peephole", "vocab")
 
 
-def atomic_write(path, write):
+def atomic_write(path, write, suffix=".npz"):
     """Call write(fileobj) on a temporary file beside path, then rename it over path."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".npz", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
