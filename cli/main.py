@@ -6,6 +6,7 @@ import seqlearn
 from .eval import eval_
 from .experiment import experiment
 from .gradcheck import gradcheck
+from .inspect import inspect_
 from .plot import plot
 from .sample import sample
 from .train import train
@@ -24,6 +25,7 @@ def cli():
       seqlearn sample runs/mine --prime "The " --temperature 0.8
       seqlearn eval runs/mine held_out.txt
       seqlearn plot runs/mine
+      seqlearn inspect runs/mine held_out.txt --out page.html
       seqlearn gradcheck --cell gru --gru-variant cho
     """
 
@@ -35,3 +37,4 @@ cli.add_command(plot)
 cli.add_command(gradcheck)
 cli.add_command(profile)
 cli.add_command(experiment)
+cli.add_command(inspect_)

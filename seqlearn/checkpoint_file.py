@@ -18,12 +18,19 @@ META_KEYS = ("format_version", "cell", "hidden_size", "num_layers", "embed_dim",
              "peephole", "vocab")
 
 
+def _umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path, write, suffix=".npz"):
     """Call write(fileobj) on a temporary file beside path, then rename it over path."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=suffix, dir=folder)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())      # mkstemp makes 0600; a plain open() would honour the umask
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -307,7 +307,7 @@ class CharLM:
         per layer ("h", for lstm "c", and each activated gate by name, params.GATE_NAMES; each
         (B, T, H)), the next-character log-probabilities (B, T, V) and the final state."""
         ws, top, T, B = self._inference(inputs, state)
-        host = lambda a: np.ascontiguousarray(self.backend.ops.to_host(a).transpose(1, 0, 2))  # noqa: E731
+        host = lambda a: np.array(self.backend.ops.to_host(a).transpose(1, 0, 2), order="C")  # a copy: ws is reused  # noqa: E731
         H = self.H
         layers = []
         for lw in ws["layers"]:
@@ -317,7 +317,7 @@ class CharLM:
             if P.GATE_NAMES[self.cell]:
                 gates = host(lw["gates"])
                 for i, name in enumerate(P.GATE_NAMES[self.cell]):
-                    d[name] = np.ascontiguousarray(gates[:, :, i * H:(i + 1) * H])
+                    d[name] = np.array(gates[:, :, i * H:(i + 1) * H], order="C")
             layers.append(d)
         z = self._host_logits(top, T, B).astype(np.float64)
         z -= z.max(axis=2, keepdims=True)

@@ -85,3 +85,13 @@ def test_trace_refuses_bad_inputs():
     m = _model("gru", {}, "ref")
     with pytest.raises(ValueError, match="outside"):
         m.trace(np.full((1, 3), V))
+
+
+def test_trace_arrays_are_copies():
+    """A single stream's (1, T, H) arrays are not views of the model's reused workspace."""
+    m = _model("gru", {}, "ref")
+    a, lp, _ = m.trace(np.array([[1, 2, 3, 4]]))
+    keep = {k: v.copy() for k, v in a[0].items()}
+    m.trace(np.array([[5, 6, 0, 1]]))
+    for k, v in keep.items():
+        np.testing.assert_array_equal(a[0][k], v, err_msg=k)
