@@ -9,7 +9,7 @@ from seqlearn.experiments.plots import PlotUnavailable, check_available
 from seqlearn.experiments.threads import blas_threads
 
 from .errors import friendly
-from .options import device_option
+from .options import check_output, device_option
 
 
 def _int_list(ctx, param, value):
@@ -94,13 +94,16 @@ def experiment():
 @click.option("--plot", type=click.Path(dir_okay=False, writable=True), default=None,
               help="Write accuracy and updates-to-solve against lag as a PNG (needs matplotlib).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as a JSON list instead of a table.")
+@click.option("--inspect", "inspect_page", type=click.Path(dir_okay=False), default=None,
+              help="Write an inspect page (HTML) of the lstm trained at the longest lag (else the first cell): "
+                   "the unit that carries the key, step by step.")
 @click.option("--threads", type=click.IntRange(min=1), default=1, show_default=True,
               help="BLAS threads (1 is fastest for these small matrices on a few cores).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines.")
 @device_option()
 @friendly
 def memory(lags, cells, hidden, batch, lr, clip, clip_mode, carry_bias, max_steps, max_seconds, solve_acc,
-           seed, quick, plot, as_json, threads, quiet, device):
+           seed, quick, plot, as_json, inspect_page, threads, quiet, device):
     """Which cells remember one character across LAG steps of distractors.
 
     The task (remember the first symbol, after Hochreiter & Schmidhuber 1997): a key A-D, then
@@ -115,10 +118,20 @@ def memory(lags, cells, hidden, batch, lr, clip, clip_mode, carry_bias, max_step
       seqlearn experiment memory --quick
       seqlearn experiment memory --plot memory.png --json > memory.json
       seqlearn experiment memory --cells lstm,gru-torch --lags 100 --carry-bias 0
+      seqlearn experiment memory --cells lstm --lags 50 --inspect memory.html
     """
     _plot_ready(plot)
+    if inspect_page:
+        check_output(inspect_page, [])
     lags = lags or (M.QUICK_LAGS if quick else M.DEFAULT_LAGS)
     cells = cells or M.CELL_NAMES
+    shown = "lstm" if "lstm" in cells else cells[0]
+    kept = {}
+    _, shown_cell, shown_variant = {c[0]: c for c in M.CELLS}[shown]
+
+    def keep(model, task, row):
+        if task.lag == max(lags) and (row["cell"], row["variant"]) == (shown_cell, shown_variant):
+            kept.update(model=model, task=task)
     max_steps = max_steps or (600 if quick else 3000)
     log = _progress(quiet, to_stderr=True)
     if log:
@@ -131,7 +144,8 @@ def memory(lags, cells, hidden, batch, lr, clip, clip_mode, carry_bias, max_step
     with blas_threads(threads):
         rows = M.run(lags, cells, hidden=hidden, batch=batch, lr=lr, clip=clip, clip_mode=clip_mode,
                      carry_bias=carry_bias, max_steps=max_steps, max_seconds=max_seconds, solve_acc=solve_acc,
-                     seed=seed, device=device, on_row=done, eval_every=25)
+                     seed=seed, device=device, on_row=done, eval_every=25,
+                     on_model=keep if inspect_page else None)
     if plot:
         from seqlearn.experiments.plots import memory_plot
         budget = M.num_params("lstm", len(M.RememberFirst(2).vocab), hidden)
@@ -143,6 +157,20 @@ def memory(lags, cells, hidden, batch, lr, clip, clip_mode, carry_bias, max_step
         click.echo(memory_table(rows, max_steps))
     if plot and log:
         log(f"wrote {plot}")
+    if inspect_page:
+        _write_memory_page(inspect_page, kept, shown, log)
+
+
+def _write_memory_page(path, kept, shown, log):
+    from seqlearn.checkpoint_file import atomic_write
+    from seqlearn.inspection import render
+    from seqlearn.inspection.memory import memory_page_data
+    if not kept:
+        raise click.ClickException(f"no {shown} model to inspect: its run at the longest lag diverged")
+    page = render(memory_page_data(kept["model"], kept["task"]))
+    atomic_write(path, lambda f: f.write(page.encode("utf-8")), suffix=".html")
+    if log:
+        log(f"wrote {path}: {shown} at lag {kept['task'].lag}")
 
 
 def memory_table(rows, max_steps=None):
@@ -250,6 +278,20 @@ def compare(text, sizes, cells, seconds, clock, match, points, layers, batch, se
         click.echo(compare_table(rows))
     if plot and log:
         log(f"wrote {plot}")
+    if inspect_page:
+        _write_memory_page(inspect_page, kept, shown, log)
+
+
+def _write_memory_page(path, kept, shown, log):
+    from seqlearn.checkpoint_file import atomic_write
+    from seqlearn.inspection import render
+    from seqlearn.inspection.memory import memory_page_data
+    if not kept:
+        raise click.ClickException(f"no {shown} model to inspect: its run at the longest lag diverged")
+    page = render(memory_page_data(kept["model"], kept["task"]))
+    atomic_write(path, lambda f: f.write(page.encode("utf-8")), suffix=".html")
+    if log:
+        log(f"wrote {path}: {shown} at lag {kept['task'].lag}")
 
 
 def compare_table(rows):

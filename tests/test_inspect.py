@@ -95,3 +95,33 @@ def test_inspect_command_writes_the_page_and_refuses_bad_input(run, tmp_path):
     fails("inspect", run, text, "--out", out, match="not in the model's vocabulary")
     fails("inspect", run, tmp_path / "missing.txt", "--out", out, match="missing.txt")
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+def test_memory_page_finds_a_unit_that_holds_the_key():
+    """A hand-set lstm whose unit 0 stores the key (input gate open only at the key, forget gate
+    shut to 1): that unit ranks first."""
+    from seqlearn.experiments.tasks import RememberFirst
+    from seqlearn.inspection.memory import key_scores, memory_page_data
+    task = RememberFirst(8)
+    m = CharLM(task.vocab, cell="lstm", hidden_size=3, num_layers=1, device="ref", seed=0, dtype="float64")
+    sd = {k: v * 0.01 for k, v in m.state_dict().items()}
+    H = m.H
+    A = task.index["A"]
+    W = sd["rnn.weight_ih_l0"]
+    W[0:H] = -20.0                       # input gate shut ...
+    W[0, A], W[0, task.index["B"]] = 40.0, 40.0   # ... open for the keys A and B at unit 0
+    W[2 * H, A], W[2 * H, task.index["B"]] = 20.0, -20.0   # candidate +1 for A, -1 for B
+    sd["rnn.bias_ih_l0"][H:2 * H] = 20.0  # forget gate open: keep
+    m.load_state_dict(sd)
+    q, score, _, _ = key_scores(m, task)
+    assert q == "c" and score.argmax() == 0 and score[0] > 0.3
+    d = memory_page_data(m, task)
+    assert d["select"] == [0, "c", 0] and len(d["series"]["lines"]) == 4
+    assert d["text"][-2] == "?" and d["text"][-1] == d["text"][0]
+
+
+def test_memory_command_writes_the_page(tmp_path):
+    out = tmp_path / "memory.html"
+    ok("experiment", "memory", "--cells", "rnn,lstm", "--lags", "5", "--max-steps", 30, "--inspect", out, "-q")
+    page = out.read_text(encoding="utf-8")
+    assert '"score_name":"eta^2"' in page and '"cell":"lstm"' in page

@@ -68,8 +68,10 @@ def answer_metrics(model, task, x, y):
 
 def train_one(task, cell, variant, hidden, *, batch=32, lr=1e-2, clip=1.0, clip_mode="norm",
               carry_bias=3.0, max_steps=3000, max_seconds=None, eval_every=25, eval_batch=256,
-              test_batch=1000, solve_acc=0.99, seed=0, device="cpu", dtype="float32", log=None):
-    """Train one cell on one task; return a result row (dict)."""
+              test_batch=1000, solve_acc=0.99, seed=0, device="cpu", dtype="float32", log=None,
+              on_model=None):
+    """Train one cell on one task; return a result row (dict). on_model(model, task, row) sees the
+    trained model."""
     model = CharLM(task.vocab, cell=cell, hidden_size=hidden, num_layers=1,
                    peephole=(variant == "peephole"), gru_variant=variant if cell == "gru" else "torch",
                    dtype=dtype, device=device, seed=seed)
@@ -106,17 +108,21 @@ def train_one(task, cell, variant, hidden, *, batch=32, lr=1e-2, clip=1.0, clip_
     else:
         xt, yt = task.batch(np.random.default_rng(20_000 + seed), test_batch)
         final_acc, final_ce = answer_metrics(model, task, xt, yt)
-    return {"cell": cell, "variant": variant, "lag": task.lag, "hidden": hidden,
-            "params": model.num_params, "accuracy": final_acc, "answer_loss": final_ce,
-            "steps_to_solve": solved, "steps": step, "seconds": round(seconds, 2),
-            "cpu_seconds": round(time.process_time() - c0, 2),
-            "diverged": diverged, "chance": task.chance}
+    row = {"cell": cell, "variant": variant, "lag": task.lag, "hidden": hidden,
+           "params": model.num_params, "accuracy": final_acc, "answer_loss": final_ce,
+           "steps_to_solve": solved, "steps": step, "seconds": round(seconds, 2),
+           "cpu_seconds": round(time.process_time() - c0, 2),
+           "diverged": diverged, "chance": task.chance}
+    if on_model and not diverged:
+        on_model(model, task, row)
+    return row
 
 
 def run(lags=DEFAULT_LAGS, cells=CELL_NAMES, *, hidden=32, batch=32, lr=1e-2, clip=1.0,
         clip_mode="norm", carry_bias=3.0, max_steps=3000, max_seconds=None, eval_every=25,
-        solve_acc=0.99, seed=0, device="cpu", dtype="float32", log=None, on_row=None):
-    """All (cell, lag) runs; returns the rows in cell-major order."""
+        solve_acc=0.99, seed=0, device="cpu", dtype="float32", log=None, on_row=None, on_model=None):
+    """All (cell, lag) runs; returns the rows in cell-major order. on_model(model, task, row): see
+    train_one (the row has no "name" yet)."""
     table = {c[0]: c for c in CELLS}
     unknown = [c for c in cells if c not in table]
     if unknown:
@@ -131,7 +137,7 @@ def run(lags=DEFAULT_LAGS, cells=CELL_NAMES, *, hidden=32, batch=32, lr=1e-2, cl
             row = train_one(task, cell, variant, H, batch=batch, lr=lr, clip=clip, clip_mode=clip_mode,
                             carry_bias=carry_bias, max_steps=max_steps, max_seconds=max_seconds,
                             eval_every=eval_every, solve_acc=solve_acc, seed=seed, device=device,
-                            dtype=dtype, log=log)
+                            dtype=dtype, log=log, on_model=on_model)
             row["name"] = name
             rows.append(row)
             if on_row:
