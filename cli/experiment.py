@@ -278,20 +278,6 @@ def compare(text, sizes, cells, seconds, clock, match, points, layers, batch, se
         click.echo(compare_table(rows))
     if plot and log:
         log(f"wrote {plot}")
-    if inspect_page:
-        _write_memory_page(inspect_page, kept, shown, log)
-
-
-def _write_memory_page(path, kept, shown, log):
-    from seqlearn.checkpoint_file import atomic_write
-    from seqlearn.inspection import render
-    from seqlearn.inspection.memory import memory_page_data
-    if not kept:
-        raise click.ClickException(f"no {shown} model to inspect: its run at the longest lag diverged")
-    page = render(memory_page_data(kept["model"], kept["task"]))
-    atomic_write(path, lambda f: f.write(page.encode("utf-8")), suffix=".html")
-    if log:
-        log(f"wrote {path}: {shown} at lag {kept['task'].lag}")
 
 
 def compare_table(rows):
