@@ -12,6 +12,20 @@ from .options import check_output, device_option, threads_option
 from .sample import resolve_checkpoint
 
 
+def known_text(path, encoding, vocab, unk, what):
+    """(the file's text, its indices under vocab): characters outside the vocabulary are an error
+    naming them, or dropped (unk "skip"); fewer than 2 known characters is an error."""
+    s = read_text(path, encoding)
+    bad = vocab.unknown(s)
+    if bad and unk == "error":
+        raise DataError(f"{path} holds {describe_unknown(bad)} not in the model's vocabulary "
+                        f"(--unk skip drops them)")
+    data = vocab.encode(s, unk="skip")
+    if len(data) < 2:
+        raise DataError(f"{path} has fewer than 2 characters the model knows; nothing to {what}")
+    return s, data
+
+
 @click.command("eval")
 @click.argument("run_or_checkpoint")
 @click.argument("text")
@@ -40,15 +54,8 @@ def eval_(run_or_checkpoint, text, unk, encoding, batch, seq_len, per_char, devi
     if per_char not in (None, "-"):
         check_output(per_char, [text, ckpt])
     model = load(ckpt, device=device)
-    s = read_text(text, encoding)
     vocab = Vocab(model.vocab)
-    bad = vocab.unknown(s)
-    if bad and unk == "error":
-        raise DataError(f"{text} holds {describe_unknown(bad)} not in the model's vocabulary "
-                        f"(--unk skip drops them)")
-    data = vocab.encode(s, unk="skip")
-    if len(data) < 2:
-        raise DataError(f"{text} has fewer than 2 characters the model knows; nothing to evaluate")
+    s, data = known_text(text, encoding, vocab, unk, "evaluate")
     if per_char:
         lp, _ = char_logprobs(model, data, seq_len)
         write_jsonl(per_char, records(vocab.decode(data[1:]), lp, 1), click.echo)

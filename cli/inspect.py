@@ -3,10 +3,11 @@ import click
 
 from seqlearn.checkpoint import load
 from seqlearn.checkpoint_file import atomic_write
-from seqlearn.data import DataError, Vocab, describe_unknown, read_text
+from seqlearn.data import Vocab
 from seqlearn.inspection import collect, render
 
 from .errors import friendly
+from .eval import known_text
 from .options import check_output, device_option, threads_option
 from .sample import resolve_checkpoint
 
@@ -37,16 +38,10 @@ def inspect_(run_or_checkpoint, text, out, max_chars, unk, encoding, device):
     ckpt = resolve_checkpoint(run_or_checkpoint)
     check_output(out, [text, ckpt])
     model = load(ckpt, device=device)
-    s = read_text(text, encoding)
     vocab = Vocab(model.vocab)
-    bad = vocab.unknown(s)
-    if bad and unk == "error":
-        raise DataError(f"{text} holds {describe_unknown(bad)} not in the model's vocabulary "
-                        f"(--unk skip drops them)")
-    kept = vocab.decode(vocab.encode(s, unk="skip")) if bad else s
+    _, data = known_text(text, encoding, vocab, unk, "show")
+    kept = vocab.decode(data)
     cut = kept[:max_chars]
-    if len(cut) < 2:
-        raise DataError(f"{text} has fewer than 2 characters the model knows; nothing to show")
     page = render(collect(model, cut))
     atomic_write(out, lambda f: f.write(page.encode("utf-8")), suffix=".html")
     more = f" (the first {len(cut):,} of {len(kept):,}: --max-chars)" if len(kept) > len(cut) else ""
