@@ -7,6 +7,7 @@ import numpy as np
 
 from . import backends, checkpoint_file, params as P
 from .cells import Cell
+from .scoring import log_softmax
 
 CELLS = ("lstm", "gru", "rnn")
 VARIANTS = ("torch", "cho")
@@ -319,10 +320,7 @@ class CharLM:
                 for i, name in enumerate(P.GATE_NAMES[self.cell]):
                     d[name] = np.array(gates[:, :, i * H:(i + 1) * H], order="C")
             layers.append(d)
-        z = self._host_logits(top, T, B).astype(np.float64)
-        z -= z.max(axis=2, keepdims=True)
-        logp = z - np.log(np.exp(z).sum(axis=2, keepdims=True))
-        return layers, logp, self._final_state(ws, True)
+        return layers, log_softmax(self._host_logits(top, T, B)), self._final_state(ws, True)
 
     def __repr__(self):
         extra = " peephole" if self.peephole else (f" {self.gru_variant}" if self.cell == "gru" else "")
