@@ -2,16 +2,7 @@
 import json
 import math
 
-import pytest
-
-from test_cli import SMALL, TINY, fails, ok
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("cli-scoring") / "run"
-    ok("train", TINY, *SMALL, "--steps", 10, "--out", d)
-    return d
+from test_cli import fails, ok, run  # noqa: F401  (run: test_cli's trained-run fixture)
 
 
 def test_eval_per_char_lines_average_to_the_printed_loss(run, tmp_path):

@@ -5,14 +5,13 @@ import json
 import math
 
 import numpy as np
-import pytest
 
 from seqlearn import CharLM
 from seqlearn.inspection import collect, render
 from seqlearn.inspection.data import _quantise, features, rank_units, saturation
 from seqlearn.scoring import char_logprobs
 
-from test_cli import SMALL, TINY, fails, ok
+from test_cli import TINY, fails, ok, run  # noqa: F401  (run: test_cli's trained-run fixture)
 
 TEXT = 'say "hi" to\nthe "dog" now\n'
 
@@ -74,13 +73,6 @@ def test_rendered_page_is_self_contained():
     page = render(collect(_model("gru", "</script>"), TEXT + "</script>"))
     assert page.count("</script>") == 1 and "<script src" not in page and "<link" not in page
     assert "https://" not in page and "@import" not in page
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    d = tmp_path_factory.mktemp("inspect") / "run"
-    ok("train", TINY, *SMALL, "--steps", 5, "--out", d)
-    return d
 
 
 def test_inspect_command_writes_the_page_and_refuses_bad_input(run, tmp_path):
