@@ -11,8 +11,13 @@ from seqlearn.beam import beam_search
 from seqlearn.sample import Sampler, check_options
 from seqlearn.scoring import char_logprobs, records
 
+from . import terminal
 from .errors import friendly
 from .options import device_option, threads_option
+
+
+def _to_terminal():
+    return terminal.is_terminal()
 
 
 def resolve_checkpoint(path):
@@ -75,24 +80,25 @@ def sample(run_or_checkpoint, length, temperature, top_k, top_p, argmax, prime, 
     sampler = Sampler(model, seed=seed)
     sampler.encode_prime(prime)                      # unknown characters: one-line error up front
     kw = dict(temperature=temperature, top_k=top_k, top_p=top_p, argmax=argmax)
+    shown = terminal.writer(_to_terminal())
     if beam or logprobs:
         texts = [_beam_text(sampler, prime, length, beam)] if beam else sampler.sample(length, num_samples, prime, **kw)
         for k, text in enumerate(texts):
             if logprobs:
-                _echo_logprobs(sampler, prime, text, k if num_samples > 1 else None)
+                _echo_logprobs(sampler, prime, text, k if num_samples > 1 else None, shown)
             else:
-                click.echo(prime + text)
+                click.echo(shown(prime + text))
         return
     if num_samples == 1:                             # streamed: click.echo flushes every write
-        click.echo(prime, nl=False)
+        click.echo(shown(prime), nl=False)
         for idx in sampler.generate(length, 1, prime, **kw):
-            click.echo(model.vocab[idx[0]], nl=False)
+            click.echo(shown(model.vocab[idx[0]]), nl=False)
         click.echo("")
     else:
         for k, text in enumerate(sampler.sample(length, num_samples, prime, **kw)):
             if k:
                 click.echo("\n" + "-" * 40)
-            click.echo(prime + text)
+            click.echo(shown(prime + text))
 
 
 def _context(sampler, prime):
@@ -109,7 +115,7 @@ def _beam_text(sampler, prime, length, beam):
     return sampler.vocab.decode(idx)
 
 
-def _echo_logprobs(sampler, prime, text, k):
+def _echo_logprobs(sampler, prime, text, k, shown):
     """One JSON line per generated character: index, character, nats and bits under the model (at
     temperature 1, whatever the sampling options)."""
     ctx = _context(sampler, prime)
@@ -122,4 +128,4 @@ def _echo_logprobs(sampler, prime, text, k):
             r["logprob"] = r["bits"] = None
         if k is not None:
             r["sample"] = k
-        click.echo(json.dumps(r, ensure_ascii=False))
+        click.echo(shown(json.dumps(r, ensure_ascii=False)))

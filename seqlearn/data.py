@@ -9,6 +9,7 @@
 """
 import hashlib
 import os
+import stat
 import warnings
 
 import numpy as np
@@ -36,6 +37,12 @@ def read_text(path, encoding="utf-8"):
         raise DataError(f"{path} is a directory, not a text file")
     if not os.path.exists(path):
         raise DataError(f"{path}: no such file")
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as e:
+        raise DataError(f"{path}: {e.strerror or e}") from None
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISSOCK(mode):
+        raise DataError(f"{path} is a device or socket, not a text file")   # /dev/zero would never end
     try:
         with open(path, "rb") as f:
             raw = f.read()

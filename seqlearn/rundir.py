@@ -108,9 +108,33 @@ class RunDir:
         t = meta.get("train")
         if not isinstance(t, dict) or "config" not in t:
             raise CheckpointError(f"{last} holds no training state to resume from")
+        check_train_meta(last, meta)
         weights = {k: v for k, v in everything.items() if not k.startswith("train.")}
         arrays = {k[6:]: v for k, v in everything.items() if k.startswith("train.")}
         return SavedRun(last, meta, weights, arrays)
+
+
+MODEL_KEYS = {"cell": "cell", "hidden": "hidden_size", "layers": "num_layers", "embed": "embed_dim",
+              "peephole": "peephole", "gru_variant": "gru_variant", "dtype": "dtype"}   # config -> meta
+
+
+def check_train_meta(path, meta):
+    """A checkpoint's training state, checked before a Trainer builds anything from it: the
+    configuration must describe the weights the file holds (so it cannot make the trainer
+    allocate a bigger model), and the text must be described as load_text describes it."""
+    t = meta["train"]
+    c, text = t["config"], t.get("text")
+    if not isinstance(c, dict) or any(c.get(a, meta.get(b)) != meta.get(b) for a, b in MODEL_KEYS.items()):
+        raise CheckpointError(f"{path}: its training configuration does not describe the weights it holds")
+    ok_text = (isinstance(text, dict) and isinstance(text.get("sha256"), str)
+               and isinstance(text.get("encoding"), str)
+               and (text.get("source") == BUILTIN or (text.get("source") == "file" and isinstance(text.get("path"), str))))
+    ints = all(isinstance(t.get(k), int) and not isinstance(t.get(k), bool) and t[k] >= 0
+               for k in ("step", "optim_steps"))
+    sched = t.get("schedule_steps")
+    ints = ints and (sched is None or (isinstance(sched, int) and not isinstance(sched, bool) and sched >= 1))
+    if not ok_text or not ints or not isinstance(t.get("rng"), dict):
+        raise CheckpointError(f"{path} has incomplete training state")
 
 
 def load_text(c):

@@ -196,15 +196,19 @@ class Trainer:
             m.load_state_dict(saved.weights)
             self.opt.load_state_arrays(saved.arrays, t["optim_steps"])
             m.rng.bit_generator.state = t["rng"]
+            self.step = int(t["step"])
+            self.best_val = float(t["best_val_loss"]) if t.get("best_val_loss") is not None else math.inf
+            self.last_val = None if t.get("val_loss") is None else float(t["val_loss"])
+            self.elapsed_before = float(t.get("elapsed_s", 0.0))
         except (KeyError, TypeError, ValueError) as e:
             raise CheckpointError(f"{saved.path} has incomplete training state ({e})") from None
-        self.step = int(t["step"])
-        self.best_val = float(t["best_val_loss"]) if t.get("best_val_loss") is not None else math.inf
-        self.last_val = t.get("val_loss")
-        self.elapsed_before = float(t.get("elapsed_s", 0.0))
         if "state_h" in saved.arrays:
-            h = saved.arrays["state_h"]
-            self.state = (h, saved.arrays["state_c"]) if m.cell == "lstm" else h
+            shape = (m.L, self.streams.B, m.H)
+            parts = ("state_h", "state_c") if m.cell == "lstm" else ("state_h",)
+            if any(saved.arrays.get(k) is None or saved.arrays[k].shape != shape for k in parts):
+                raise CheckpointError(f"{saved.path} has a carried state that is not {shape}")
+            state = tuple(np.ascontiguousarray(saved.arrays[k], m.dtype) for k in parts)
+            self.state = state if m.cell == "lstm" else state[0]
         self.run_dir.truncate_metrics(self.step)
 
     # ---- the loop -----------------------------------------------------------------------------
