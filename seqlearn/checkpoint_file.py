@@ -32,11 +32,11 @@ def _umask():
     return mask
 
 
-def atomic_write(path, write, suffix=".npz"):
+def atomic_write(path, write, suffix=".npz", prefix=TMP_PREFIX):
     """Call write(fileobj) on a temporary file beside path, then rename it over path."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, suffix=suffix, dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=folder)
     try:
         os.chmod(tmp, 0o666 & ~_umask())      # mkstemp makes 0600; a plain open() would honour the umask
         with os.fdopen(fd, "wb") as f:
@@ -77,7 +77,7 @@ def checksum(arrays):
     return h.hexdigest()
 
 
-def save(path, model, extra_meta=None, arrays=None):
+def save(path, model, extra_meta=None, arrays=None, prefix=TMP_PREFIX):
     meta = {"format_version": FORMAT_VERSION, **model.config(), "dtype": model.dtype.name,
             "device": model.device, "seed": model.seed}
     meta.update(extra_meta or {})
@@ -86,7 +86,7 @@ def save(path, model, extra_meta=None, arrays=None):
         out[f"train.{k}"] = np.asarray(v)
     meta["checksum"] = {"sha256": checksum(out)}
     out["meta"] = np.array(json.dumps(meta))
-    atomic_write(path, lambda f: np.savez(f, **out))
+    atomic_write(path, lambda f: np.savez(f, **out), prefix=prefix)
 
 
 def read(path):

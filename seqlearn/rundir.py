@@ -6,17 +6,25 @@ A run directory holds
                     state, carried hidden state); written at every evaluation, at the end and on Ctrl-C
     best.npz        the weights with the lowest validation loss so far
     metrics.jsonl   one JSON object per logged step
+    .lock           held by the process that owns the run (runlock.py)
 
 RunDir reads and writes those files; read_last returns what a resumed Trainer starts from.
+Every file is replaced atomically (a temporary file renamed over it), so a run killed at any moment
+leaves each file either old or new, never torn; temporaries a killed run left behind are removed
+when the next one takes the lock. A write that fails (a full disk, a read-only place) stops the run
+with one line, the previous file intact.
 """
+import glob
 import json
 import os
 from typing import NamedTuple
 
-from .checkpoint import CheckpointError, read, save
+from .checkpoint import CheckpointError, atomic_write, read, save
 from .data import BUILTIN, builtin_text, read_text, sha256
+from .runlock import LOCK_NAME, RunLock
 
 RUN_FILES = ("last.npz", "best.npz", "metrics.jsonl", "config.json")
+TMP_PREFIX = ".run-tmp-"     # the temporaries of this directory's atomic writes
 
 
 class TrainingError(ValueError):
@@ -47,71 +55,122 @@ class RunDir:
 
     def __init__(self, out):
         self.out = os.fspath(out)
+        self.lock = RunLock(self.out)
 
     def path(self, name):
         return os.path.join(self.out, name)
 
     def check_new(self, force):
-        """Refuse a directory that holds anything, unless force."""
+        """Refuse a directory that holds anything (but a lock), unless force."""
         if os.path.exists(self.out) and not os.path.isdir(self.out):
             raise TrainingError(f"{self.out} exists and is not a directory")
-        if os.path.isdir(self.out) and os.listdir(self.out) and not force:
+        held = os.path.isdir(self.out) and [n for n in os.listdir(self.out)
+                                            if n != LOCK_NAME and not n.startswith(TMP_PREFIX)]
+        if held and not force:
             raise TrainingError(f"run directory {self.out} already exists; continue it with "
                                 f"--resume {self.out} or start over with --force")
 
+    def acquire(self):
+        """Take the directory's lock (creating it); remove temporaries a killed run left."""
+        if not self.lock.held:
+            self.lock.acquire()
+            for tmp in glob.glob(os.path.join(glob.escape(self.out), TMP_PREFIX + "*")):
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+
+    def release(self):
+        self.lock.release()
+
+    def _write(self, name, write):
+        """Atomically replace name; an OSError becomes a one-line TrainingError."""
+        try:
+            write()
+        except OSError as e:
+            why = e.strerror or str(e)
+            raise TrainingError(f"could not write {self.path(name)} ({why}); the run stopped at this "
+                                f"point and the previous {name} is intact") from None
+
+    def _write_text(self, name, text):
+        self._write(name, lambda: atomic_write(self.path(name), lambda f: f.write(text.encode("utf-8")),
+                                               suffix=os.path.splitext(name)[1], prefix=TMP_PREFIX))
+
     def start(self, doc):
-        """Create the directory, write config.json (doc) and an empty metrics.jsonl; with --force,
-        remove only the files a run writes."""
-        os.makedirs(self.out, exist_ok=True)
+        """Write config.json (doc) and an empty metrics.jsonl; with --force, remove only the
+        files a run writes. Needs the lock."""
         for name in RUN_FILES:
             if os.path.isfile(self.path(name)):
                 os.unlink(self.path(name))
-        with open(self.path("config.json"), "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-        open(self.path("metrics.jsonl"), "w").close()
+        self._write_text("metrics.jsonl", "")
+        self._write_text("config.json", json.dumps(doc, indent=2) + "\n")
 
     def metrics(self):
         """metrics.jsonl, open for appending."""
         return open(self.path("metrics.jsonl"), "a", encoding="utf-8")
 
     def truncate_metrics(self, step):
-        """Drop metric lines logged after step (a run killed between saves)."""
+        """Drop metric lines logged after step (a run killed between saves) and torn lines."""
         path = self.path("metrics.jsonl")
         if not os.path.exists(path):
             return
         keep = []
-        with open(path, encoding="utf-8") as f:
+        with open(path, encoding="utf-8", errors="replace") as f:
             for line in f:
                 try:
-                    if json.loads(line)["step"] <= step:
+                    if line.endswith("\n") and json.loads(line)["step"] <= step:
                         keep.append(line)
                 except (ValueError, KeyError, TypeError):
                     pass
-        with open(path, "w", encoding="utf-8") as f:
-            f.writelines(keep)
+        self._write_text("metrics.jsonl", "".join(keep))
 
     def save_last(self, model, meta, arrays):
-        save(self.path("last.npz"), model, extra_meta=meta, arrays=arrays)
+        self._write("last.npz", lambda: save(self.path("last.npz"), model, extra_meta=meta, arrays=arrays,
+                                             prefix=TMP_PREFIX))
 
-    def save_best(self, model, meta):
-        save(self.path("best.npz"), model, extra_meta=meta)
+    def save_best(self, model, meta, arrays):
+        self._write("best.npz", lambda: save(self.path("best.npz"), model, extra_meta=meta, arrays=arrays,
+                                             prefix=TMP_PREFIX))
 
-    def read_last(self):
-        """The SavedRun in last.npz (its text not yet loaded)."""
+    def read_last(self, name="last.npz"):
+        """The SavedRun in last.npz, or in best.npz (name), its text not yet loaded."""
         if not os.path.isdir(self.out):
             raise TrainingError(f"{self.out}: no such run directory")
-        last = self.path("last.npz")
+        last = self.path(name)
         if not os.path.exists(last):
-            raise TrainingError(f"{self.out} has no last.npz to resume from")
-        meta, everything = read(last)
+            raise TrainingError(f"{self.out} has no {name} to resume from")
+        try:
+            meta, everything = read(last)
+        except CheckpointError as e:
+            raise CheckpointError(f"{e}{self._fallback_hint(name)}") from None
         t = meta.get("train")
         if not isinstance(t, dict) or "config" not in t:
             raise CheckpointError(f"{last} holds no training state to resume from")
+        if name == "best.npz" and not t.get("full_state"):
+            raise CheckpointError(f"{last} holds the weights without the optimizer state (written by "
+                                  f"an older seqlearn); it cannot be resumed from")
         check_train_meta(last, meta)
         weights = {k: v for k, v in everything.items() if not k.startswith("train.")}
         arrays = {k[6:]: v for k, v in everything.items() if k.startswith("train.")}
         return SavedRun(last, meta, weights, arrays)
+
+    def _fallback_hint(self, name):
+        if name != "last.npz" or not os.path.exists(self.path("best.npz")):
+            return ""
+        return f"; best.npz may still be whole: seqlearn train --resume {self.out} --from-best"
+
+    def set_aside_last(self):
+        """Before resuming from best.npz: keep last.npz as last.damaged.npz (unreadable) or
+        last.step-N.npz, so that nothing the user had is overwritten. Returns the new name."""
+        last = self.path("last.npz")
+        if not os.path.exists(last):
+            return None
+        try:
+            name = f"last.step-{int(read(last)[0]['train']['step'])}.npz"
+        except (CheckpointError, KeyError, TypeError, ValueError):
+            name = "last.damaged.npz"
+        os.replace(last, self.path(name))
+        return name
 
 
 MODEL_KEYS = {"cell": "cell", "hidden": "hidden_size", "layers": "num_layers", "embed": "embed_dim",

@@ -107,13 +107,21 @@ class Trainer:
 
     def __init__(self, config, out, force=False, echo=print, progress=None, saved=None):
         self.echo, self.progress = echo, progress
-        self.run_dir = RunDir(out)
+        self.run_dir = out if isinstance(out, RunDir) else RunDir(out)
         self.out = self.run_dir.out
+        try:
+            self._build(config, force, saved)
+        except BaseException:
+            self.run_dir.release()
+            raise
+
+    def _build(self, config, force, saved):
         c = with_defaults(config)
         if saved is None:
             self.run_dir.check_new(force)
             text, self.text_info = load_text(c)
         else:
+            self.run_dir.acquire()
             text, self.text_info = saved.text, saved.train["text"]
         self.vocab = Vocab.from_text(text)
         train, val = split(self.vocab.encode(text), c["val_frac"])
@@ -140,18 +148,44 @@ class Trainer:
         self._phase = None          # "forward" / "update" while a step is half done
         self._rng_before = None     # the model's RNG state before the step under way
         self._t0 = None             # when run() started
-        if saved is None:
+        if saved is None:                          # everything checked: now the directory
+            self.run_dir.acquire()
+            self.run_dir.check_new(force)          # again, now that no other run can start here
             self.run_dir.start(self._config_doc())
         else:
             self._restore(saved)
 
+    def close(self):
+        """Give up the run directory's lock without running (run() takes it again)."""
+        self.run_dir.release()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+        return False
+
     @classmethod
-    def resume(cls, out, echo=print, progress=None, **overrides):
-        """A Trainer restored from out/last.npz; overrides may set steps, epochs, max_time,
-        eval_every, log_every and device (None leaves the saved value)."""
-        saved = RunDir(out).read_last()
-        config = resumed(saved.train["config"], overrides)
-        return cls(config, out, echo=echo, progress=progress, saved=saved.load_text())
+    def resume(cls, out, echo=print, progress=None, from_best=False, **overrides):
+        """A Trainer restored from out/last.npz (from_best: out/best.npz, with last.npz set aside);
+        overrides may set steps, epochs, max_time, eval_every, log_every and device (None leaves
+        the saved value)."""
+        run_dir = RunDir(out)
+        if os.path.isdir(run_dir.out):
+            run_dir.acquire()
+        try:
+            saved = run_dir.read_last("best.npz" if from_best else "last.npz")
+            config = resumed(saved.train["config"], overrides)
+            saved = saved.load_text()
+            if from_best:
+                kept = run_dir.set_aside_last()
+                echo(f"resuming from best.npz (step {saved.train['step']})"
+                     + (f"; last.npz kept as {kept}" if kept else ""))
+        except BaseException:
+            run_dir.release()
+            raise
+        return cls(config, run_dir, echo=echo, progress=progress, saved=saved)
 
     # ---- starting and continuing ---------------------------------------------------------------
     def _settle(self, c, n_train):
@@ -215,6 +249,13 @@ class Trainer:
     def run(self):
         """Train until the step, epoch or time limit; returns a summary dict. Ctrl-C stops after
         the current step and saves last.npz (summary["interrupted"] is then True)."""
+        self.run_dir.acquire()
+        try:
+            return self._run()
+        finally:
+            self.run_dir.release()
+
+    def _run(self):
         target = self.target_steps()
         self._t0 = time.perf_counter()
         if target is not None and self.step >= target:
@@ -254,11 +295,14 @@ class Trainer:
             if do_eval or self.step % c["log_every"] == 0:
                 rec = self._record(lr, norm, meter)
                 self._report(rec, target)
-                if do_eval:
-                    self._evaluate(rec)
-                    meter.restart()                    # the rate counts training only
+                v = self._evaluate(rec) if do_eval else None
+                # the line before the checkpoints: a kill between them leaves a line after the
+                # checkpoint's step, which resume drops, never a checkpoint without its line
                 metrics.write(json.dumps(rec) + "\n")
                 metrics.flush()
+                if do_eval:
+                    self._checkpoint(v)
+                    meter.restart()                    # the rate counts training only
             elif self.progress is not None:
                 self.progress(self._status(loss, None, meter.step_time, target))
             if self.after_step():
@@ -299,11 +343,18 @@ class Trainer:
                 "ms_per_step": round(1e3 * meter.step_time, 3), "elapsed_s": round(self._elapsed(), 3)}
 
     def _evaluate(self, rec):
+        """The validation loss (None without a validation split), recorded in rec."""
         v = self.validate()
         if v is not None:
             if not math.isfinite(v):
                 raise self._diverged("the validation loss", v, rec["lr"])
             rec.update(val_loss=v, val_bpc=bpc(v), val_ppl=math.exp(min(v, 700)))
+        return v
+
+    def _checkpoint(self, v):
+        """best.npz (a new best) before last.npz: a kill between them leaves a last.npz whose
+        best_val_loss matches best.npz, or an older last.npz from which the step is redone."""
+        if v is not None:
             self.last_val = v
             if v < self.best_val:
                 self.best_val = v
@@ -311,8 +362,8 @@ class Trainer:
         self.save_last(self._elapsed())
         self._end_progress()
         if v is not None:
-            self.echo(f"step {rec['step']} | val loss {v:.4f} | val bpc {bpc(v):.3f} | "
-                      f"val ppl {rec['val_ppl']:.2f}" + (" | best" if v == self.best_val else ""))
+            self.echo(f"step {self.step} | val loss {v:.4f} | val bpc {bpc(v):.3f} | "
+                      f"val ppl {math.exp(min(v, 700)):.2f}" + (" | best" if v == self.best_val else ""))
         self.echo(f"sample at step {self.step} (temperature {self.config['sample_temperature']:g}):\n"
                   f"{self.sample_text()}\n{'-' * 40}")
 
@@ -349,11 +400,11 @@ class Trainer:
                           "optim_steps": self.opt.steps, "rng": self.model.rng.bit_generator.state,
                           "best_val_loss": None if math.isinf(self.best_val) else self.best_val,
                           "val_loss": self.last_val, "elapsed_s": elapsed,
-                          "schedule_steps": self.schedule_steps, "seqlearn": __version__}}
+                          "schedule_steps": self.schedule_steps, "seqlearn": __version__,
+                          "full_state": True}}
 
-    def save_last(self, elapsed):
-        if not math.isfinite(self.opt.k.sumsq(self.model.flat)):
-            raise TrainingError(f"the weights are not finite at step {self.step}; last.npz not written")
+    def _arrays(self):
+        """What a resume needs beside the weights: optimizer moments and the carried state."""
         arrays = self.opt.state_arrays()
         if self.state is not None:
             to_host = self.model.backend.ops.to_host
@@ -361,10 +412,17 @@ class Trainer:
                 arrays["state_h"], arrays["state_c"] = (np.array(to_host(a)) for a in self.state)
             else:
                 arrays["state_h"] = np.array(to_host(self.state))
-        self.run_dir.save_last(self.model, self._meta(elapsed), arrays)
+        return arrays
+
+    def save_last(self, elapsed):
+        if not math.isfinite(self.opt.k.sumsq(self.model.flat)):
+            raise TrainingError(f"the weights are not finite at step {self.step}; last.npz not written")
+        self.run_dir.save_last(self.model, self._meta(elapsed), self._arrays())
 
     def save_best(self, elapsed):
-        self.run_dir.save_best(self.model, self._meta(elapsed))
+        """best.npz holds the whole training state too: a run can continue from it
+        (--resume RUN --from-best) when last.npz is damaged."""
+        self.run_dir.save_best(self.model, self._meta(elapsed), self._arrays())
 
     # ---- what it prints -----------------------------------------------------------------------
     def _elapsed(self):

@@ -226,7 +226,7 @@ def test_small_corpus_shrinks_the_batch_with_a_warning(tmp_path):
 
 def test_limits_given_on_resume_replace_the_saved_ones(tmp_path):
     Trainer(cfg(epochs=1), tmp_path / "r", echo=quiet).run()
-    t = Trainer.resume(tmp_path / "r", echo=quiet, steps=30)
-    assert t.target_steps() == 30 and t.config["epochs"] is None
+    with Trainer.resume(tmp_path / "r", echo=quiet, steps=30) as t:     # holds the directory's lock
+        assert t.target_steps() == 30 and t.config["epochs"] is None
     t = Trainer.resume(tmp_path / "r", echo=quiet, eval_every=3)
     assert t.target_steps() == t.streams.num_batches
