@@ -48,12 +48,14 @@ class StatusLine:
 @click.option("--resume", type=click.Path(), default=None,
               help="Continue the run in this directory exactly where it stopped.")
 @click.option("--force", is_flag=True, help="Start over in an existing run directory.")
+@click.option("--from-best", is_flag=True,
+              help="With --resume: continue from best.npz (when last.npz is damaged); last.npz is kept aside.")
 @config_options("seed", "device")
 @threads_option()
 @config_options("encoding")
 @click.pass_context
 @friendly
-def train(ctx, text, resume, out, force, **opts):
+def train(ctx, text, resume, out, force, from_best, **opts):
     """Train a character-level language model on TEXT (default: Python's built-in documentation).
 
     Writes last.npz, best.npz, metrics.jsonl and config.json into the run directory, prints a
@@ -84,15 +86,17 @@ def train(ctx, text, resume, out, force, **opts):
             raise click.UsageError(f"--resume takes the configuration from the run; drop {names}")
         overrides = {k: opts[k] for k in RESUME_OVERRIDES
                      if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT}
-        trainer = Trainer.resume(resume, echo=echo, progress=progress, **overrides)
+        trainer = Trainer.resume(resume, echo=echo, progress=progress, from_best=from_best, **overrides)
     else:
+        if from_best:
+            raise click.UsageError("--from-best goes with --resume RUN")
         if out is None:
             out = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
         config = {"text": text, **opts}            # every other option is a training option
         trainer = Trainer(config, out, force=force, echo=echo, progress=progress)
     summary = trainer.run()
     if summary["interrupted"]:
-        ctx.exit(130)
+        ctx.exit(128 + summary.get("signal", 2))
 
 
 _missing = {o.name for o in OPTIONS if o.cli} - {p.name for p in train.params}

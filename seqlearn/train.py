@@ -50,28 +50,33 @@ def _fmt_time(s):
 
 
 class _Interrupt:
-    """While active in the main thread, the first SIGINT only sets a flag (the loop stops after the
-    current step and saves); a second one raises KeyboardInterrupt as usual."""
+    """While active in the main thread, the first SIGINT (Ctrl-C) or SIGTERM (kill, Slurm's time
+    limit) only sets a flag: the loop stops after the current step and saves. A second one acts as
+    usual (KeyboardInterrupt, or termination)."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.flag = False
-        self._old = None
+        self.signum = None
+        self._old = {}
 
     def _handler(self, signum, frame):
-        self.flag = True
-        signal.signal(signal.SIGINT, self._old)
+        self.flag, self.signum = True, signum
+        old = self._old.get(signum)
+        signal.signal(signum, signal.SIG_DFL if old is None else old)
 
     def __enter__(self):
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.getsignal(signal.SIGINT)
-            signal.signal(signal.SIGINT, self._handler)
+            for sig in self.SIGNALS:
+                self._old[sig] = signal.getsignal(sig)
+                signal.signal(sig, self._handler)
         return self
 
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, signal.SIG_DFL if old is None else old)
         return False
-
 
 
 class _Meter:
@@ -145,6 +150,7 @@ class Trainer:
         self.last_val = None
         self.elapsed_before = 0.0
         self.interrupted = False
+        self.signum = None          # the signal that stopped the run (SIGINT or SIGTERM)
         self._phase = None          # "forward" / "update" while a step is half done
         self._rng_before = None     # the model's RNG state before the step under way
         self._t0 = None             # when run() started
@@ -273,6 +279,7 @@ class Trainer:
                     self._phase = None
                 ctrl_c.flag = True
             self.interrupted = ctrl_c.flag
+            self.signum = ctrl_c.signum or signal.SIGINT
         self._end_progress()
         self.save_last(self._elapsed())
         self.echo(self._footer())
@@ -431,7 +438,8 @@ class Trainer:
     def _summary(self):
         return {"step": self.step, "val_loss": self.last_val,
                 "best_val_loss": None if math.isinf(self.best_val) else self.best_val,
-                "elapsed_s": self._elapsed(), "interrupted": self.interrupted, "out": self.out}
+                "elapsed_s": self._elapsed(), "interrupted": self.interrupted, "out": self.out,
+                **({"signal": int(self.signum or signal.SIGINT)} if self.interrupted else {})}
 
     def _header(self, target):
         c, m, s = self.config, self.model, self.streams
