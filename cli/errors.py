@@ -9,7 +9,7 @@ from seqlearn.errors import BackendError, CheckpointError
 
 
 def friendly(fn):
-    """Decorator: ValueError, CheckpointError, BackendError and OSError become ClickException."""
+    """Decorator: ValueError, CheckpointError, BackendError, MemoryError and OSError become ClickException."""
     @functools.wraps(fn)
     def wrapper(*a, **kw):
         try:
@@ -21,6 +21,8 @@ def friendly(fn):
             raise SystemExit(1) from None
         except (ValueError, CheckpointError, BackendError) as e:
             raise click.ClickException(str(e)) from None
+        except MemoryError as e:        # numpy names the size it could not allocate
+            raise click.ClickException(f"out of memory: {e or 'an allocation failed'}") from None
         except OSError as e:
             where = f"{e.filename}: " if getattr(e, "filename", None) else ""
             raise click.ClickException(f"{where}{e.strerror or e}") from None

@@ -17,7 +17,7 @@ import numpy as np
 
 from . import params as P
 from .errors import CheckpointError
-from .npz_safe import read_npz
+from .npz_safe import read_npz, shown
 
 FORMAT_VERSION = 1
 META_KEYS = ("format_version", "cell", "hidden_size", "num_layers", "embed_dim", "gru_variant",
@@ -72,7 +72,7 @@ def checksum(arrays):
     h = hashlib.sha256()
     for k in sorted(arrays):
         a = np.ascontiguousarray(arrays[k])
-        h.update(f"{k}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(f"{k}\0{a.dtype.str}\0{a.shape}\0".encode("utf-8", "surrogatepass"))
         h.update(memoryview(a).cast("B") if a.size else b"")
     return h.hexdigest()
 
@@ -172,14 +172,14 @@ def _check_arrays(path, meta, arrays):
     missing, extra = sorted(set(spec) - set(weights)), sorted(set(weights) - set(spec))
     if missing or extra:
         raise CheckpointError(f"{path}: its weights do not match the model its metadata describes "
-                              f"(missing {missing[:4]}, unexpected {extra[:4]})")
+                              f"(missing {missing[:4]}, unexpected {[shown(k) for k in extra[:4]]})")
     for k, a in arrays.items():
         if k in spec and a.shape != tuple(spec[k]):
             raise CheckpointError(f"{path}: {k} has shape {a.shape}, the metadata implies {tuple(spec[k])}")
         if a.dtype.kind != "f":
-            raise CheckpointError(f"{path}: {k} has dtype {a.dtype}; checkpoints hold floating-point arrays")
+            raise CheckpointError(f"{path}: {shown(k)} has dtype {a.dtype}; checkpoints hold floating-point arrays")
         if a.size and not np.isfinite(a).all():
-            raise CheckpointError(f"{path}: {k} holds NaN or infinite values; refusing to load it")
+            raise CheckpointError(f"{path}: {shown(k)} holds NaN or infinite values; refusing to load it")
 
 
 def train_arrays(path):

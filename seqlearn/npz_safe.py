@@ -36,15 +36,20 @@ def _header(f, path, name):
     return shape, fortran, dtype, f.tell()
 
 
+def shown(name):
+    """A member's name for a one-line message (escaped where it holds control characters)."""
+    return name if name.isprintable() else repr(name)
+
+
 def _short(e):
     s = str(e).splitlines()[0] if str(e) else type(e).__name__
     return s[:120]
 
 
 def _check_member(zf, info, path, file_size):
-    name = info.filename
-    if not name.endswith(".npy"):
-        raise CheckpointError(f"{path}: member {name!r} is not an array (.npy)")
+    name = shown(info.filename)
+    if not info.filename.endswith(".npy"):
+        raise CheckpointError(f"{path}: member {name} is not an array (.npy)")
     if info.compress_type == zipfile.ZIP_STORED:
         if info.file_size > file_size:
             raise CheckpointError(f"{path}: member {name} claims {info.file_size:,} bytes in a "
@@ -85,5 +90,5 @@ def read_npz(path):
     except CheckpointError:
         raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, OSError, EOFError, KeyError,
-            NotImplementedError, RuntimeError, struct.error, OverflowError, MemoryError) as e:
+            NotImplementedError, RuntimeError, struct.error, OverflowError, MemoryError, IndexError, TypeError) as e:
         raise CheckpointError(f"{path} is not a readable .npz checkpoint ({type(e).__name__}: {_short(e)})") from None
