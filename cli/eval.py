@@ -7,6 +7,7 @@ from seqlearn.checkpoint import load
 from seqlearn.data import DataError, Vocab, describe_unknown, eval_chunks, evaluate, read_text
 from seqlearn.scoring import char_logprobs, records, write_jsonl
 
+from . import terminal
 from .errors import friendly
 from .options import check_output, device_option, threads_option
 from .sample import resolve_checkpoint
@@ -58,7 +59,8 @@ def eval_(run_or_checkpoint, text, unk, encoding, batch, seq_len, per_char, devi
     s, data = known_text(text, encoding, vocab, unk, "evaluate")
     if per_char:
         lp, _ = char_logprobs(model, data, seq_len)
-        write_jsonl(per_char, records(vocab.decode(data[1:]), lp, 1), click.echo)
+        shown = terminal.writer(terminal.is_terminal())      # no terminal escapes from the text
+        write_jsonl(per_char, records(vocab.decode(data[1:]), lp, 1), lambda m, nl: click.echo(shown(m), nl=nl))
         nats, n = -float(lp.mean()), len(lp)
     else:
         chunks = eval_chunks(data, batch, seq_len)

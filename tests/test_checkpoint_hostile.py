@@ -232,3 +232,9 @@ def test_a_vocabulary_with_terminal_escapes_loads_but_never_reaches_a_terminal(t
     assert shown.exit_code == 0, shown.output
     assert not any(ch in shown.output for ch in "\x1b\x07\x9b\r") and "\\x1b" in shown.output
     assert shown.output.count("\n") == raw.output.count("\n")
+
+
+def test_terminal_escaping_keeps_text_and_escapes_controls():
+    from seqlearn.cli.terminal import safe
+    assert safe("ROMEO:\n\tO Juliet, café ☃") == "ROMEO:\n\tO Juliet, café ☃"
+    assert safe("a\x1b[2Jb\x07\x9b\u202e\r\x7f") == "a\\x1b[2Jb\\x07\\x9b\\u202e\\x0d\\x7f"
