@@ -149,7 +149,7 @@ def trials(workdir, kills, steps, seed=0, window=0.8, startup_share=0.2, echo=pr
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--kills", type=int, default=60)
-    ap.add_argument("--steps", type=int, default=None, help="[default: 40 per kill]")
+    ap.add_argument("--steps", type=int, default=None, help="[default: 70 per kill]")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--window", type=float, default=0.8, help="Largest delay after training begins (s).")
     ap.add_argument("--dir", default=None, help="Keep the two runs here [default: a temporary folder].")
@@ -159,7 +159,7 @@ def main(argv=None):
         work = a.dir or tmp
         os.makedirs(work, exist_ok=True)
         t = time.perf_counter()
-        s = trials(work, a.kills, a.steps or 40 * a.kills, a.seed, a.window)
+        s = trials(work, a.kills, a.steps or 70 * a.kills, a.seed, a.window)
         print(f"{s['kills']} kills ({s['in_startup']} before training began, {s['in_a_write']} during a "
               f"checkpoint write), {s['resumes']} resumes, {s['restarts']} fresh starts; "
               f"{time.perf_counter() - t:.0f} s in all (the unkilled run: {s['reference_s']:.1f} s)")

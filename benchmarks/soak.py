@@ -76,6 +76,32 @@ def summary(rows, phase):
             f"{rows[-1]['t_s'] / 60:.1f} min")
 
 
+def plot(jsonl, png):
+    """The curve: resident memory, descriptors and throughput against minutes, per phase."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    with open(jsonl) as f:
+        rows = [json.loads(line) for line in f]
+    fig, axes = plt.subplots(3, 2, figsize=(10, 6.5), sharex="col", gridspec_kw={"width_ratios": [6, 1.4]})
+    for col, phase in enumerate(("train", "sample")):
+        rs = [r for r in rows if r["phase"] == phase]
+        t = [r["t_s"] / 60 for r in rs]
+        for ax, key, label in zip(axes[:, col], ("rss_mib", "fds", "chars_per_s"),
+                                  ("resident MiB", "open fds", "chars/s")):
+            ax.plot(t, [r[key] or 0 for r in rs], lw=1)
+            if key == "rss_mib":
+                ax.plot(t, [r["peak_rss_mib"] for r in rs], lw=1, ls="--", label="peak")
+                ax.legend(loc="lower right", fontsize=8)
+            top = max([r[key] or 0 for r in rs] + [r["peak_rss_mib"] for r in rs if key == "rss_mib"] + [1])
+            ax.set_ylim(0, 1.2 * top)
+            ax.set_ylabel(label if col == 0 else "")
+        axes[0, col].set_title(f"{phase}")
+        axes[-1, col].set_xlabel("minutes")
+    fig.tight_layout()
+    fig.savefig(png, dpi=110)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--train-minutes", type=float, default=60)
@@ -83,7 +109,12 @@ def main(argv=None):
     ap.add_argument("--every", type=float, default=10, help="Seconds between samples.")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default="soak.jsonl", help="The samples, as JSON lines.")
+    ap.add_argument("--plot", default=None, help="Draw the curve of --out into this PNG (after a run, or alone with --plot-only).")
+    ap.add_argument("--plot-only", action="store_true", help="Only draw --out's samples into --plot.")
     a = ap.parse_args(argv)
+    if a.plot_only:
+        plot(a.out, a.plot)
+        return 0
     text = [SHAKESPEARE] if os.path.exists(SHAKESPEARE) else []
     with tempfile.TemporaryDirectory() as tmp, open(a.out, "w") as log:
         run = os.path.join(tmp, "run")
@@ -116,6 +147,8 @@ def main(argv=None):
         sample.wait()
     print(summary(rows, "train"))
     print(summary(srows, "sample"))
+    if a.plot:
+        plot(a.out, a.plot)
     return 0
 
 

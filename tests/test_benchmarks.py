@@ -1,6 +1,7 @@
 """The cpu benchmark scripts run end to end on tiny configurations and print their tables (their
 numbers are measurements, never asserted; with PyTorch installed the comparison columns run too)."""
 import importlib.util
+import json
 import os
 import re
 import sys
@@ -100,3 +101,15 @@ def test_sample_phases_times_the_loop_it_copies(capsys, monkeypatch):
     monkeypatch.setattr(mod, "_EDITS", mod._EDITS + (("no such line", ""),))
     with pytest.raises(RuntimeError, match="anchor"):
         mod.instrumented()
+
+
+def test_soak_watches_training_and_sampling(tmp_path, capsys):
+    """benchmarks/soak.py end to end at a few seconds a phase: the curve's samples and the summary."""
+    soak = _load("soak")
+    out = tmp_path / "soak.jsonl"
+    assert soak.main(["--train-minutes", "0.15", "--sample-minutes", "0.1", "--every", "1", "--out", str(out)]) == 0
+    rows = [json.loads(line) for line in open(out)]
+    assert {r["phase"] for r in rows} == {"train", "sample"}
+    assert all(r["rss_mib"] > 0 and r["fds"] >= 3 for r in rows)
+    text = capsys.readouterr().out
+    assert "train: " in text and "sample: " in text
