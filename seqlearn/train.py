@@ -184,14 +184,18 @@ class Trainer:
             saved = run_dir.read_last("best.npz" if from_best else "last.npz")
             config = resumed(saved.train["config"], overrides)
             saved = saved.load_text()
-            if from_best:
-                kept = run_dir.set_aside_last()
-                echo(f"resuming from best.npz (step {saved.train['step']})"
-                     + (f"; last.npz kept as {kept}" if kept else ""))
         except BaseException:
             run_dir.release()
             raise
-        return cls(config, run_dir, echo=echo, progress=progress, saved=saved)
+        trainer = cls(config, run_dir, echo=echo, progress=progress, saved=saved)
+        if from_best:                 # only once best.npz has restored: a refusal moves nothing
+            try:
+                kept = run_dir.set_aside_last()
+            except BaseException:
+                trainer.close()
+                raise
+            echo(f"resuming from best.npz (step {trainer.step})" + (f"; last.npz kept as {kept}" if kept else ""))
+        return trainer
 
     # ---- starting and continuing ---------------------------------------------------------------
     def _settle(self, c, n_train):
@@ -279,7 +283,7 @@ class Trainer:
                     self._phase = None
                 ctrl_c.flag = True
             self.interrupted = ctrl_c.flag
-            self.signum = ctrl_c.signum or signal.SIGINT
+            self.signum = ctrl_c.signum
         self._end_progress()
         self.save_last(self._elapsed())
         self.echo(self._footer())
