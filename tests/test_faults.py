@@ -202,11 +202,15 @@ def test_sigterm_saves_and_the_run_resumes(tmp_path):
 
 
 # ---- metadata naming paths ---------------------------------------------------------------------------
-def _reseal(path, change):
+def _reseal(path, change=None, arrays_change=None):
+    """path rewritten with its metadata and arrays changed, and a checksum that matches them."""
     with np.load(path) as z:
         meta = json.loads(str(z["meta"]))
         arrays = {k: z[k] for k in z.files if k != "meta"}
-    change(meta)
+    if change:
+        change(meta)
+    if arrays_change:
+        arrays_change(arrays)
     meta["checksum"] = {"sha256": checksum(arrays)}
     np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
 
@@ -238,11 +242,8 @@ def test_a_hostile_training_state_is_refused_before_anything_is_built(run, chang
 
 
 def test_a_carried_state_of_the_wrong_shape_is_refused(run):
-    with np.load(run / "last.npz") as z:
-        meta = json.loads(str(z["meta"]))
-        arrays = {k: z[k] for k in z.files if k != "meta"}
-    arrays["train.state_h"] = np.zeros((1, 99, 16), np.float32)
-    arrays["train.state_c"] = np.zeros((1, 99, 16), np.float32)
-    meta["checksum"] = {"sha256": checksum(arrays)}
-    np.savez(run / "last.npz", meta=np.array(json.dumps(meta)), **arrays)
+    def wrong(arrays):
+        arrays["train.state_h"] = np.zeros((1, 99, 16), np.float32)
+        arrays["train.state_c"] = np.zeros((1, 99, 16), np.float32)
+    _reseal(run / "last.npz", arrays_change=wrong)
     refused(invoke("train", "--resume", run, "--steps", 20), "carried state that is not (1, 4, 16)")
