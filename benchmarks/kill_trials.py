@@ -27,7 +27,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = os.path.join(HERE, "..", "data", "tiny.txt")
 CONFIG = ["--hidden", "96", "--layers", "2", "--batch", "8", "--seq-len", "32", "--eval-every", "5",
           "--log-every", "1", "--val-frac", "0.2", "--threads", "1"]
-CLI = [sys.executable, "-c", "from seqlearn.cli.main import cli; cli()", "train"]
+CLI = [sys.executable, "-m", "seqlearn", "train"]
 TMP = ".run-tmp-"
 
 

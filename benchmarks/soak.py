@@ -19,7 +19,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SHAKESPEARE = os.path.join(HERE, "..", "..", "shared", "data", "tinyshakespeare.txt")
-CLI = [sys.executable, "-c", "from seqlearn.cli.main import cli; cli()"]
+CLI = [sys.executable, "-m", "seqlearn"]
 
 
 def proc_stats(pid):

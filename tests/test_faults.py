@@ -21,7 +21,7 @@ from seqlearn.train import Trainer
 HERE = os.path.dirname(os.path.abspath(__file__))
 TINY = os.path.join(HERE, "..", "data", "tiny.txt")
 SMALL = ["--hidden", "16", "--layers", "1", "--batch", "4", "--seq-len", "10", "--eval-every", "5", "--log-every", "5"]
-CLI = [sys.executable, "-c", "from seqlearn.cli.main import cli; cli()"]
+CLI = [sys.executable, "-m", "seqlearn"]
 
 
 def invoke(*args):
@@ -62,7 +62,7 @@ def test_kill_9_at_random_moments_ends_bit_identical(tmp_path):
 # ---- one run per directory ----------------------------------------------------------------------
 def _holder(d):
     """A process holding d's lock until killed."""
-    p = subprocess.Popen(CLI[:2] + [f"from seqlearn.runlock import RunLock; import sys, time; "
+    p = subprocess.Popen([sys.executable, "-c", f"from seqlearn.runlock import RunLock; import sys, time; "
                                     f"lock = RunLock({str(d)!r}); lock.acquire(); print('held', flush=True); time.sleep(600)"],
                          stdout=subprocess.PIPE, text=True)
     assert p.stdout.readline().strip() == "held"
