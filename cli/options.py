@@ -71,12 +71,17 @@ def device_option(**overrides):
     return config_option("device", **overrides)
 
 
+def set_threads(n):
+    """The cpu backend's worker threads, before or after seqlearn.cpu is imported."""
+    os.environ["SEQLEARN_NUM_THREADS"] = str(n)           # read when seqlearn.cpu is imported
+    threads = sys.modules.get("seqlearn.cpu._threads")
+    if threads is not None:                               # already imported: set it now
+        threads.set_num_threads(n)
+
+
 def _set_threads(ctx, param, value):
     if value is not None:
-        os.environ["SEQLEARN_NUM_THREADS"] = str(value)       # read when seqlearn.cpu is imported
-        threads = sys.modules.get("seqlearn.cpu._threads")
-        if threads is not None:                               # already imported: set it now
-            threads.set_num_threads(value)
+        set_threads(value)
     return value
 
 
@@ -85,7 +90,7 @@ def threads_option():
     return click.option("--threads", type=click.IntRange(min=1), default=None, expose_value=False,
                         callback=_set_threads,
                         help="Threads of the cpu backend [default: the CPUs this process may use, or "
-                             "SEQLEARN_NUM_THREADS].")
+                             "SEQLEARN_NUM_THREADS; under MPI, the rank's share of its node].")
 
 
 def check_output(path, inputs):

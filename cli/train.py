@@ -6,11 +6,12 @@ import time
 
 import click
 
+from seqlearn import dist
 from seqlearn.config import OPTIONS, RESUME_OVERRIDES, group
 from seqlearn.train import Trainer
 
 from .errors import friendly
-from .options import config_options, model_options, threads_option
+from .options import config_options, model_options, set_threads, threads_option
 
 
 class StatusLine:
@@ -69,8 +70,12 @@ def train(ctx, text, resume, out, force, from_best, **opts):
       seqlearn train input.txt --cell gru --hidden 256 --dropout 0.2 --epochs 20
       seqlearn train input.txt --optimizer sgd --lr 0.5 --momentum 0.9 --schedule cosine --steps 5000
       seqlearn train --resume runs/shakespeare --steps 20000
+      mpiexec -n 4 seqlearn train big.txt --batch 256     # data-parallel: 64 streams per rank
     """
-    progress = StatusLine() if sys.stdout.isatty() else None
+    world = dist.world()                            # one process, unless started by mpiexec / srun
+    if world.size > 1 and not os.environ.get("SEQLEARN_NUM_THREADS"):
+        set_threads(dist.default_threads(world))
+    progress = StatusLine() if sys.stdout.isatty() and world.root else None
 
     def echo(line):
         if progress is not None:

@@ -142,44 +142,69 @@ def fit_batch(n_train, batch, seq_len, warn=True):
     return b, t
 
 
-class Streams:
-    """B parallel streams over the training data, cut into batches of T steps (char-rnn's layout)."""
+def share(n, part):
+    """The rows (r0, r1) of n that part = (rank, size) owns: contiguous, sizes differing by at most 1."""
+    rank, size = part
+    return rank * n // size, (rank + 1) * n // size
 
-    def __init__(self, data, B, T):
-        data = np.asarray(data, np.int64)
+
+class Streams:
+    """B parallel streams over the training data, cut into batches of T steps (char-rnn's layout).
+
+    rows=(r0, r1): hold only streams r0:r1 of the B (one rank's share; the layout, the batches per
+    epoch and self.B are still those of all B). data keeps its integer dtype (a memory-mapped token
+    file is read only where this share's streams lie); batch() hands out views."""
+
+    def __init__(self, data, B, T, rows=None):
+        data = np.asarray(data)
+        if not np.issubdtype(data.dtype, np.integer):
+            data = data.astype(np.int64)
         S = (len(data) - 1) // B
         if S < T:
             raise DataError(f"{len(data)} characters do not fill one batch of {B} x {T}")
         self.B, self.T = B, T
-        self.x = np.ascontiguousarray(data[:B * S].reshape(B, S))
-        self.y = np.ascontiguousarray(data[1:B * S + 1].reshape(B, S))
+        self.rows = (0, B) if rows is None else tuple(rows)
+        r0, r1 = self.rows
+        self.chars = B * S                 # characters in all B streams
+        self.x = data[:B * S].reshape(B, S)[r0:r1]
+        self.y = data[1:B * S + 1].reshape(B, S)[r0:r1]
         self.num_batches = S // T          # batches per epoch; the remainder of each stream is unused
 
     def batch(self, i):
-        """(inputs, targets), each (B, T), of batch i of an epoch."""
+        """(inputs, targets), each (r1 - r0, T), of batch i of an epoch."""
         s = slice(i * self.T, (i + 1) * self.T)
         return self.x[:, s], self.y[:, s]
 
 
-def eval_chunks(data, B, T):
+def eval_chunks(data, B, T, part=None):
     """Validation layout over the whole split: Bv <= B streams, each of S = (n-1)//Bv steps, in
-    chunks of at most T steps; returns [(inputs, targets)]. Predicts n-1 - (n-1) % Bv characters."""
-    data = np.asarray(data, np.int64)
+    chunks of at most T steps; returns [(inputs, targets)]. Predicts n-1 - (n-1) % Bv characters.
+    part=(rank, size): only this rank's share of the Bv streams (none where it has no stream)."""
+    data = np.asarray(data)
     n = len(data) - 1
     if n < 1:
         return []
     Bv = max(1, min(B, n // T))
     S = n // Bv
-    x = data[:Bv * S].reshape(Bv, S)
-    y = data[1:Bv * S + 1].reshape(Bv, S)
+    r0, r1 = share(Bv, part) if part is not None else (0, Bv)
+    if r0 == r1:
+        return []
+    x = data[:Bv * S].reshape(Bv, S)[r0:r1]
+    y = data[1:Bv * S + 1].reshape(Bv, S)[r0:r1]
     return [(x[:, a:a + T], y[:, a:a + T]) for a in range(0, S, T)]
 
 
-def evaluate(model, chunks):
-    """Mean nats per predicted character over chunks, carrying the state between them."""
+def evaluate_sum(model, chunks):
+    """(summed nats, predicted characters) over chunks, carrying the state between them."""
     state, total, count = None, 0.0, 0
     for x, y in chunks:
         loss, state = model.evaluate(x, y, state)
         total += loss * x.size
         count += x.size
+    return total, count
+
+
+def evaluate(model, chunks):
+    """Mean nats per predicted character over chunks, carrying the state between them."""
+    total, count = evaluate_sum(model, chunks)
     return total / count if count else float("nan")

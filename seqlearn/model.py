@@ -48,6 +48,9 @@ class CharLM:
         self.cell_impl = Cell(self.backend, cell, self.H, self.peephole, gru_variant)
         self._ws = {}
         self._dstate, self._dstate_src = None, None
+        # (b0, B): the batches are streams b0.. of B (one rank's share); dropout masks are then
+        # that slice of the whole batch's (seqlearn/dist.py). None: the batches are all there is.
+        self.stream_rows = None
 
     @property
     def dstate(self):
@@ -225,7 +228,7 @@ class CharLM:
         it (a counter-based hash, the same elements on every backend: ref.ops.dropout_mask)."""
         keep = 1.0 - self.dropout
         for k in range(self.L - 1):
-            self.backend.ops.dropout_mask(int(self.rng.integers(0, 1 << 63)), keep, ws["mask"][k])
+            self.backend.ops.dropout_mask(int(self.rng.integers(0, 1 << 63)), keep, ws["mask"][k], self.stream_rows)
 
     def forward_backward(self, inputs, targets, state=None, host_state=False):
         """Loss and gradients; gradients stay in self.grad_flat (backend array), the gradient w.r.t.

@@ -173,6 +173,52 @@ class RunDir:
         return name
 
 
+class _NullFile:
+    def write(self, text):
+        pass
+
+    def flush(self):
+        pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class ReadOnlyRunDir(RunDir):
+    """The run directory as every MPI rank but rank 0 sees it (seqlearn/dist.py): read, never
+    locked or written; rank 0 checks, locks and writes it for the run."""
+
+    def check_new(self, force):
+        pass
+
+    def acquire(self):
+        pass
+
+    def release(self):
+        pass
+
+    def start(self, doc):
+        pass
+
+    def metrics(self):
+        return _NullFile()
+
+    def truncate_metrics(self, step):
+        pass
+
+    def save_last(self, model, meta, arrays):
+        pass
+
+    def save_best(self, model, meta, arrays):
+        pass
+
+    def set_aside_last(self):
+        return None
+
+
 MODEL_KEYS = {"cell": "cell", "hidden": "hidden_size", "layers": "num_layers", "embed": "embed_dim",
               "peephole": "peephole", "gru_variant": "gru_variant", "dtype": "dtype"}   # config -> meta
 

@@ -8,6 +8,7 @@ the data position follows from the step count, the learning rate is a pure funct
 epoch), the samples printed at evaluations use a generator seeded from (seed, step), and everything
 else is restored from last.npz.
 """
+import hashlib
 import json
 import math
 import os
@@ -18,13 +19,13 @@ import warnings
 
 import numpy as np
 
-from . import __version__
+from . import __version__, dist
 from .checkpoint import CheckpointError
 from .config import DEFAULT_STEPS, DEFAULTS, RESUME_OVERRIDES, resumed, with_defaults  # noqa: F401 - re-exported
-from .data import Streams, Vocab, eval_chunks, evaluate, fit_batch, split
+from .data import Streams, Vocab, eval_chunks, evaluate_sum, fit_batch, split
 from .model import CharLM
 from .optim import DEFAULT_LR, Optimizer, Schedule
-from .rundir import RunDir, TrainingError, load_text
+from .rundir import ReadOnlyRunDir, RunDir, TrainingError, load_text
 from .sample import Sampler
 
 LN2 = math.log(2.0)
@@ -42,6 +43,16 @@ def _cpu_threads():
     from .cpu import _threads
     n = _threads.NUM_THREADS
     return f", {n} thread{'s' if n != 1 else ''}"
+
+
+def _quiet(*args, **kwargs):
+    pass
+
+
+def _run_dir(out, world):
+    if isinstance(out, RunDir):
+        return out
+    return RunDir(out) if world.root else ReadOnlyRunDir(out)
 
 
 def _fmt_time(s):
@@ -108,14 +119,24 @@ class Trainer:
 
     echo(str) prints a line; progress(str) redraws a status line (None: status lines are printed
     as log lines every log_every steps instead). saved: the SavedRun (rundir.py) to continue, with
-    its text loaded; config is then the saved one (see Trainer.resume)."""
+    its text loaded; config is then the saved one (see Trainer.resume).
 
-    def __init__(self, config, out, force=False, echo=print, progress=None, saved=None):
+    world: the ranks of a data-parallel run (seqlearn/dist.py; default dist.world(): one process
+    unless started by an MPI launcher). Rank r trains streams of its share of the batch; only rank
+    0 prints, locks and writes the run directory."""
+
+    def __init__(self, config, out, force=False, echo=print, progress=None, saved=None, world=None):
+        self.world = world if world is not None else dist.world()
+        if not self.world.root:
+            echo, progress = _quiet, None
         self.echo, self.progress = echo, progress
-        self.run_dir = out if isinstance(out, RunDir) else RunDir(out)
+        self.run_dir = _run_dir(out, self.world)
         self.out = self.run_dir.out
         try:
-            self._build(config, force, saved)
+            self.world.together(self._build, config, force, saved)
+            self.world.digest_check(self._digest())     # the ranks agree before anything is written
+            if saved is None:
+                self.world.together(self.run_dir.start, self._config_doc())
         except BaseException:
             self.run_dir.release()
             raise
@@ -133,14 +154,23 @@ class Trainer:
         if saved is None:
             self._settle(c, len(train))
         self.config = c
-        self.streams = Streams(train, c["batch"], c["seq_len"])
-        self.val_chunks = eval_chunks(val, c["batch"], c["seq_len"]) if len(val) else []
+        w = self.world
+        if c["batch"] % w.size:
+            raise TrainingError(f"--batch {c['batch']} does not split into {w.size} equal shares of streams; "
+                                f"give a multiple of {w.size} (the number of ranks)")
+        self.streams = Streams(train, c["batch"], c["seq_len"], rows=w.rows(c["batch"]))
+        self.has_val = len(val) > 0
+        self.val_chunks = eval_chunks(val, c["batch"], c["seq_len"], part=(w.rank, w.size)) if len(val) else []
+        if w.size > 1 and c["device"] == "cuda":
+            dist.select_gpu(w)
         self.model = CharLM(self.vocab.chars, cell=c["cell"], hidden_size=c["hidden"], num_layers=c["layers"],
                             embed_dim=c["embed"], peephole=c["peephole"], gru_variant=c["gru_variant"],
                             dropout=c["dropout"], dtype=c["dtype"], device=c["device"], seed=c["seed"])
         self.opt = Optimizer(self.model, c["optimizer"], lr=c["lr"], momentum=c["momentum"],
                              nesterov=c["nesterov"], weight_decay=c["weight_decay"], clip=c["clip"],
                              clip_mode=c["clip_mode"])
+        if w.size > 1:
+            self.model.stream_rows = (self.streams.rows[0], self.streams.B)
         self.schedule_steps = self._schedule_steps() if saved is None else saved.train.get("schedule_steps")
         self.schedule = Schedule(c["schedule"], lr=c["lr"], warmup=c["warmup"], total_steps=self.schedule_steps,
                                  decay=c["lr_decay"], decay_after=c["lr_decay_after"])
@@ -157,9 +187,17 @@ class Trainer:
         if saved is None:                          # everything checked: now the directory
             self.run_dir.acquire()
             self.run_dir.check_new(force)          # again, now that no other run can start here
-            self.run_dir.start(self._config_doc())
         else:
             self._restore(saved)
+
+    def _digest(self):
+        """What every rank must agree on before the first step (dist.MPIWorld.digest_check)."""
+        d = {f"--{k.replace('_', '-')}": v for k, v in self.config.items() if k != "text"}
+        d.update(text=self.text_info["sha256"], step=self.step, seqlearn=__version__)
+        if self.world.size > 1:
+            host = np.ascontiguousarray(self.model.backend.ops.to_host(self.model.flat))
+            d["weights"] = hashlib.sha256(host.tobytes()).hexdigest()[:16]
+        return d
 
     def close(self):
         """Give up the run directory's lock without running (run() takes it again)."""
@@ -173,28 +211,32 @@ class Trainer:
         return False
 
     @classmethod
-    def resume(cls, out, echo=print, progress=None, from_best=False, **overrides):
+    def resume(cls, out, echo=print, progress=None, from_best=False, world=None, **overrides):
         """A Trainer restored from out/last.npz (from_best: out/best.npz, with last.npz set aside);
         overrides may set steps, epochs, max_time, eval_every, log_every and device (None leaves
         the saved value)."""
-        run_dir = RunDir(out)
-        if os.path.isdir(run_dir.out):
-            run_dir.acquire()
-        try:
+        world = world if world is not None else dist.world()
+        run_dir = _run_dir(out, world)
+
+        def read():
+            if os.path.isdir(run_dir.out):
+                run_dir.acquire()
             saved = run_dir.read_last("best.npz" if from_best else "last.npz")
-            config = resumed(saved.train["config"], overrides)
-            saved = saved.load_text()
+            return resumed(saved.train["config"], overrides), saved.load_text()
+
+        try:
+            config, saved = world.together(read)
         except BaseException:
             run_dir.release()
             raise
-        trainer = cls(config, run_dir, echo=echo, progress=progress, saved=saved)
+        trainer = cls(config, run_dir, echo=echo, progress=progress, saved=saved, world=world)
         if from_best:                 # only once best.npz has restored: a refusal moves nothing
             try:
-                kept = run_dir.set_aside_last()
+                kept = world.together(run_dir.set_aside_last)
             except BaseException:
                 trainer.close()
                 raise
-            echo(f"resuming from best.npz (step {trainer.step})" + (f"; last.npz kept as {kept}" if kept else ""))
+            trainer.echo(f"resuming from best.npz (step {trainer.step})" + (f"; last.npz kept as {kept}" if kept else ""))
         return trainer
 
     # ---- starting and continuing ---------------------------------------------------------------
@@ -251,7 +293,8 @@ class Trainer:
             parts = ("state_h", "state_c") if m.cell == "lstm" else ("state_h",)
             if any(saved.arrays.get(k) is None or saved.arrays[k].shape != shape for k in parts):
                 raise CheckpointError(f"{saved.path} has a carried state that is not {shape}")
-            state = tuple(np.ascontiguousarray(saved.arrays[k], m.dtype) for k in parts)
+            r0, r1 = self.streams.rows             # this rank's streams (all of them in one process)
+            state = tuple(np.ascontiguousarray(saved.arrays[k][:, r0:r1], m.dtype) for k in parts)
             self.state = state if m.cell == "lstm" else state[0]
         self.run_dir.truncate_metrics(self.step)
 
@@ -276,6 +319,8 @@ class Trainer:
             try:
                 self._train(target, metrics, ctrl_c)
             except KeyboardInterrupt:                  # inside a step, or a second Ctrl-C
+                if self.world.size > 1:                # the ranks are at different points: end the job
+                    raise
                 if self._phase == "update":
                     return self._stopped_in_update()
                 if self._phase == "forward":           # nothing changed but the RNG
@@ -298,9 +343,12 @@ class Trainer:
         out_of_time = False
         while (target is None or self.step < target) and not ctrl_c.flag and not out_of_time:
             ts = time.perf_counter()
-            lr, loss, norm = self._train_step()
+            lr, loss, norm, stop = self._train_step(ctrl_c)
             meter.add(loss, time.perf_counter() - ts, first=self.step == first)
-            out_of_time = bool(c["max_time"]) and time.perf_counter() - self._t0 >= c["max_time"]
+            if self.world.size > 1:                    # what the ranks agreed on during the step
+                ctrl_c.flag, out_of_time = bool(stop & 1), bool(stop & 2)
+            else:
+                out_of_time = self._out_of_time()
             final = self.step == target or out_of_time
             do_eval = self.step % c["eval_every"] == 0 or final
             if do_eval or self.step % c["log_every"] == 0:
@@ -319,10 +367,16 @@ class Trainer:
             if self.after_step():
                 break
 
-    def _train_step(self):
-        """Forward and backward over the next batch, clipping, update; returns (lr, loss, grad norm).
-        A non-finite loss or norm raises TrainingError before the update."""
-        m = self.model
+    def _out_of_time(self):
+        c = self.config
+        return bool(c["max_time"]) and time.perf_counter() - self._t0 >= c["max_time"]
+
+    def _train_step(self, ctrl_c=None):
+        """Forward and backward over the next batch, clipping, update; returns (lr, loss, grad norm,
+        stop). A non-finite loss or norm raises TrainingError before the update. Over MPI ranks the
+        loss and gradients are averaged over the ranks and stop says what they agreed (1: a rank
+        was interrupted, 2: a rank ran out of time); in one process stop is 0."""
+        m, w = self.model, self.world
         epoch, i = divmod(self.step, self.streams.num_batches)
         if i == 0:
             self.state = None
@@ -330,7 +384,18 @@ class Trainer:
         lr = self.schedule(self.step, epoch)
         self._rng_before = m.rng.bit_generator.state
         self._phase = "forward"
-        loss, state = m.forward_backward(x, y, self.state)
+        stop = 0
+        if w.size > 1:
+            err = loss = None
+            try:
+                loss, state = m.forward_backward(x, y, self.state)
+            except Exception as e:         # noqa: BLE001 - raised on every rank by w.step
+                err = e
+            wish = (1 if ctrl_c is not None and ctrl_c.flag else 0) | (2 if self._out_of_time() else 0)
+            loss, stop = w.step(err, loss, wish)
+            self._allreduce_grads()
+        else:
+            loss, state = m.forward_backward(x, y, self.state)
         if not math.isfinite(loss):
             raise self._diverged("the training loss", loss, lr)
         norm = self.opt.clip_grads()
@@ -341,7 +406,20 @@ class Trainer:
         self.state = state
         self.step += 1
         self._phase = None
-        return lr, loss, norm
+        return lr, loss, norm, stop
+
+    def _allreduce_grads(self):
+        """The mean of the ranks' gradients, in place (through the host unless the MPI library
+        takes device arrays: SEQLEARN_CUDA_AWARE_MPI=1)."""
+        m, w = self.model, self.world
+        g = m.grad_flat
+        if m.backend.on_host or dist.cuda_aware():
+            w.allreduce_sum(g)
+        else:
+            host = np.ascontiguousarray(m.backend.ops.to_host(g))
+            w.allreduce_sum(host)
+            g.copy_to_device(host)
+        self.opt.k.scale(g, 1.0 / w.size)
 
     def after_step(self):
         """Called after every completed step (a hook for tests and tools); return True to end
@@ -375,11 +453,17 @@ class Trainer:
         if v is not None:
             self.echo(f"step {self.step} | val loss {v:.4f} | val bpc {bpc(v):.3f} | "
                       f"val ppl {math.exp(min(v, 700)):.2f}" + (" | best" if v == self.best_val else ""))
-        self.echo(f"sample at step {self.step} (temperature {self.config['sample_temperature']:g}):\n"
+        if self.world.root:
+            self.echo(f"sample at step {self.step} (temperature {self.config['sample_temperature']:g}):\n"
                   f"{self.sample_text()}\n{'-' * 40}")
 
     def validate(self):
-        return evaluate(self.model, self.val_chunks) if self.val_chunks else None
+        """Mean nats per character over the validation split (None without one); over MPI ranks
+        each evaluates its share of the streams and the sums are added."""
+        if not self.has_val:
+            return None
+        total, count = self.world.sums(evaluate_sum(self.model, self.val_chunks))
+        return total / count if count else float("nan")
 
     def sample_text(self, length=None, temperature=None, seed_extra=0):
         """A sample drawn with a generator seeded from (seed, step): reproducible, and it leaves
@@ -415,25 +499,32 @@ class Trainer:
                           "full_state": True}}
 
     def _arrays(self):
-        """What a resume needs beside the weights: optimizer moments and the carried state."""
-        arrays = self.opt.state_arrays()
+        """What a resume needs beside the weights: optimizer moments and the carried state of all
+        B streams (over MPI ranks gathered on rank 0; None on the other ranks)."""
+        state = {}
         if self.state is not None:
             to_host = self.model.backend.ops.to_host
-            if self.model.cell == "lstm":
-                arrays["state_h"], arrays["state_c"] = (np.array(to_host(a)) for a in self.state)
-            else:
-                arrays["state_h"] = np.array(to_host(self.state))
-        return arrays
+            parts = self.state if self.model.cell == "lstm" else (self.state,)
+            for name, a in zip(("state_h", "state_c"), parts):
+                state[name] = self.world.gather_rows(np.array(to_host(a)))
+        if not self.world.root:
+            return None
+        return {**self.opt.state_arrays(), **state}
 
     def save_last(self, elapsed):
-        if not math.isfinite(self.opt.k.sumsq(self.model.flat)):
-            raise TrainingError(f"the weights are not finite at step {self.step}; last.npz not written")
-        self.run_dir.save_last(self.model, self._meta(elapsed), self._arrays())
+        arrays = self._arrays()
+
+        def write():
+            if not math.isfinite(self.opt.k.sumsq(self.model.flat)):
+                raise TrainingError(f"the weights are not finite at step {self.step}; last.npz not written")
+            self.run_dir.save_last(self.model, self._meta(elapsed), arrays)
+        self.world.together(write)
 
     def save_best(self, elapsed):
         """best.npz holds the whole training state too: a run can continue from it
         (--resume RUN --from-best) when last.npz is damaged."""
-        self.run_dir.save_best(self.model, self._meta(elapsed), self._arrays())
+        arrays = self._arrays()
+        self.world.together(self.run_dir.save_best, self.model, self._meta(elapsed), arrays)
 
     # ---- what it prints -----------------------------------------------------------------------
     def _elapsed(self):
@@ -448,11 +539,12 @@ class Trainer:
     def _header(self, target):
         c, m, s = self.config, self.model, self.streams
         return (f"{'resuming at step ' + str(self.step) if self.step else 'training'} {m} on "
-                f"{len(s.x.ravel()):,} characters ({s.num_batches} batches of {s.B}x{s.T} per epoch), "
+                f"{s.chars:,} characters ({s.num_batches} batches of {s.B}x{s.T} per epoch), "
                 f"{len(self.vocab)} symbols, {c['optimizer']} lr {c['lr']:g}"
                 + (f", until step {target}" if target else "")
                 + (f", at most {_fmt_time(c['max_time'])}" if c["max_time"] else "")
                 + (_cpu_threads() if m.device == "cpu" else "")
+                + (f" per rank, {self.world.size} ranks of {s.B // self.world.size} streams" if self.world.size > 1 else "")
                 + f" -> {self.out}")
 
     def _footer(self):

@@ -343,8 +343,9 @@ def test_dropout_masks_cpu_equal_ref(dtype, threads):
     for key, keep in ((7, 0.7), (8, 0.7), (7, 0.25)):
         a, b = np.full((13, 9, 17), np.nan, dtype), np.full((13, 9, 17), np.nan, dtype)
         rops.dropout_mask(key, keep, a)
-        cops._dropout_mask(*rops.mask_args(key, keep, dtype), b.reshape(-1), 0, 1000)   # a split at 1000
-        cops._dropout_mask(*rops.mask_args(key, keep, dtype), b.reshape(-1), 1000, b.size)
+        whole = rops.mask_geometry(b.shape)
+        cops._dropout_mask(*rops.mask_args(key, keep, dtype), b.reshape(-1), 0, 1000, *whole)   # a split at 1000
+        cops._dropout_mask(*rops.mask_args(key, keep, dtype), b.reshape(-1), 1000, b.size, *whole)
         assert np.array_equal(a, b)
         c = np.empty_like(a)
         cops.dropout_mask(key, keep, c)
@@ -355,6 +356,31 @@ def test_dropout_masks_cpu_equal_ref(dtype, threads):
         masks[key, keep] = a > 0
     assert (masks[7, 0.7] != masks[8, 0.7]).mean() > 0.3                 # another key
     assert not (masks[7, 0.25] & ~masks[7, 0.7]).any()                   # same key: nested by keep
+
+
+@pytest.mark.parametrize("backend", ["ref", "cpu"])
+def test_dropout_mask_of_a_share_of_the_streams_is_the_whole_masks_slice(backend, threads):
+    """A rank holding streams b0:b0+b of B draws exactly that slice of the mask one process with
+    all B streams draws (what makes N ranks compute one process's update, seqlearn/dist.py),
+    also where the threads split the share inside a row."""
+    from seqlearn import backends
+    ops = backends.get(backend).ops
+    T, B, H = 7, 12, 19
+    whole = np.empty((T, B, H))
+    ops.dropout_mask(2 ** 61 + 3, 0.6, whole)
+    for b0, b in ((0, 6), (6, 6), (3, 4), (11, 1)):
+        part = np.full((T, b, H), np.nan)
+        ops.dropout_mask(2 ** 61 + 3, 0.6, part, (b0, B))
+        assert np.array_equal(part, whole[:, b0:b0 + b])
+    if backend == "cpu":
+        from seqlearn.cpu import ops as cops
+        from seqlearn.ref import ops as rops
+        part = np.full((T, 4, H), np.nan)
+        geo = rops.mask_geometry(part.shape, (5, B))
+        args = rops.mask_args(2 ** 61 + 3, 0.6, part.dtype)
+        for n0, n1 in ((0, 30), (30, 31), (31, part.size)):           # splits inside rows
+            cops._dropout_mask(*args, part.reshape(-1), n0, n1, *geo)
+        assert np.array_equal(part, whole[:, 5:9])
 
 
 # ---- activations -------------------------------------------------------------------------------

@@ -134,6 +134,9 @@ def test_dropout_mask_equals_ref():
         got = ops.zeros(want.shape, dt)
         ops.dropout_mask(2 ** 62 + 5, 0.6, got)
         assert np.array_equal(H_(got), want)
+        part = ops.zeros((3, 2, 11), dt)                       # streams 1:3 of 5 (one rank's share)
+        ops.dropout_mask(2 ** 62 + 5, 0.6, part, (1, 5))
+        assert np.array_equal(H_(part), want[:, 1:3])
 
 
 def test_gathers_scatters_and_helpers():

@@ -15,7 +15,7 @@ from . import _threads
 from ._blas import N_, T_, consts, rgemm
 from ._jit import jit
 from .wgrad import wgrad
-from ..ref.ops import MASK_BITS, MASK_GAMMA, MASK_M1, MASK_M2, mask_args
+from ..ref.ops import MASK_BITS, MASK_GAMMA, MASK_M1, MASK_M2, mask_args, mask_geometry
 from ..ref.ops import copy, copy_new, fill_zero  # noqa: F401  (host arrays: the same helpers)
 
 
@@ -161,16 +161,22 @@ def _lookup_backward(dout, x, dE):
 
 
 @jit
-def _dropout_mask(key, thr, scale, out, n0, n1):
-    """Elements n0:n1 of a dropout mask (the hash of ref.ops.dropout_mask)."""
+def _dropout_mask(key, thr, scale, out, n0, n1, n, row, off):
+    """Elements n0:n1 of a dropout mask (the hash of ref.ops.dropout_mask); element i is element
+    (i // n) * row + off + i % n of the whole mask (ref.ops.mask_geometry)."""
     g, m1, m2 = np.uint64(MASK_GAMMA), np.uint64(MASK_M1), np.uint64(MASK_M2)
     top = np.uint64(64 - MASK_BITS)
+    t, j = n0 // n, n0 % n
     for i in range(n0, n1):
-        z = key + np.uint64(i + 1) * g
+        z = key + np.uint64(t * row + off + j + 1) * g
         z = (z ^ (z >> np.uint64(30))) * m1
         z = (z ^ (z >> np.uint64(27))) * m2
         z = z ^ (z >> np.uint64(31))
         out[i] = scale if (z >> top) < thr else 0.0
+        j += 1
+        if j == n:
+            j = 0
+            t += 1
 
 
 @jit
@@ -216,11 +222,13 @@ def lookup_backward(dout, x, dE):
     _lookup_backward(dout, x, dE)
 
 
-def dropout_mask(key, keep, out):
+def dropout_mask(key, keep, out, rows=None):
     """out = the dropout mask of ref.ops.dropout_mask (the same elements), on the worker threads."""
     k, thr, scale = mask_args(key, keep, out.dtype)
+    n, row, off = mask_geometry(out.shape, rows)
     flat = out.reshape(-1)
-    _threads.run(_dropout_mask, [(k, thr, scale, flat, n0, n1) for n0, n1 in _threads.chunks(flat.size, 1 << 16)])
+    _threads.run(_dropout_mask, [(k, thr, scale, flat, n0, n1, n, row, off)
+                                 for n0, n1 in _threads.chunks(flat.size, 1 << 16)])
 
 
 def mul(a, b, out):

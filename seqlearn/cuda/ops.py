@@ -7,7 +7,7 @@ from numba import cuda, uint64
 from . import _gemm, config
 from ._jit import WARP, get, nbtype
 from ._launch import launch
-from ..ref.ops import MASK_BITS, MASK_GAMMA, MASK_M1, MASK_M2, mask_args
+from ..ref.ops import MASK_BITS, MASK_GAMMA, MASK_M1, MASK_M2, mask_args, mask_geometry
 
 # ------------------------------------------------------------------------------------------------
 # elementwise helpers (grid-stride over flat C-contiguous arrays)
@@ -37,12 +37,14 @@ def k_mul(a, b, out):
 
 
 @cuda.jit
-def k_dropout_mask(key, thr, scale, out):
-    """out[i] = scale where element i is kept (the hash of ref.ops.dropout_mask), else 0."""
+def k_dropout_mask(key, thr, scale, out, n, row, off):
+    """out[i] = scale where element i is kept (the hash of ref.ops.dropout_mask), else 0; element i
+    is element (i // n) * row + off + i % n of the whole mask (ref.ops.mask_geometry)."""
     i0 = cuda.grid(1)
     st = cuda.gridsize(1)
     for i in range(i0, out.shape[0], st):
-        z = key + uint64(i + 1) * uint64(MASK_GAMMA)
+        t = i // n
+        z = key + uint64(t * row + off + (i - t * n) + 1) * uint64(MASK_GAMMA)
         z = (z ^ (z >> uint64(30))) * uint64(MASK_M1)
         z = (z ^ (z >> uint64(27))) * uint64(MASK_M2)
         z = z ^ (z >> uint64(31))
@@ -304,10 +306,11 @@ def mul(a, b, out):
         launch(k_mul, stride_grid(out.size), (_flat(a), _flat(b), _flat(out),))
 
 
-def dropout_mask(key, keep, out):
+def dropout_mask(key, keep, out, rows=None):
     """The dropout mask of ref.ops.dropout_mask (the same elements), computed on the device."""
     if out.size:
-        launch(k_dropout_mask, stride_grid(out.size), mask_args(key, keep, out.dtype) + (_flat(out),))
+        launch(k_dropout_mask, stride_grid(out.size),
+               mask_args(key, keep, out.dtype) + (_flat(out),) + mask_geometry(out.shape, rows))
 
 
 def clip_all(x, lo, hi):

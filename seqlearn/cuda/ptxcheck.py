@@ -120,7 +120,7 @@ def registry():
         ("fill", ops.k_fill, "void({f}[::1], float64)"),
         ("copy", ops.k_copy, "void({f}[::1], {f}[::1])"),
         ("mul", ops.k_mul, "void({f}[::1], {f}[::1], {f}[::1])"),
-        ("dropout_mask", ops.k_dropout_mask, "void(uint64, uint64, float64, {f}[::1])"),
+        ("dropout_mask", ops.k_dropout_mask, "void(uint64, uint64, float64, {f}[::1], int64, int64, int64)"),
         ("clip", ops.k_clip, "void({f}[::1], float64, float64)"),
         ("colsum", ops.k_colsum, "void({f}[:, :], {f}[::1], int64)"),
         ("project_onehot", ops.k_project_onehot, "void({f}[:, ::1], {f}[::1], int64[::1], {f}[:, ::1])"),

@@ -1,4 +1,6 @@
 """Non-recurrent pieces in numpy: input projections, embedding lookup, dropout, array helpers."""
+import math
+
 import numpy as np
 
 
@@ -78,11 +80,29 @@ def mask_args(key, keep, dtype):
     return np.uint64(key), np.uint64(round(keep * (1 << MASK_BITS))), float(dt(1) / dt(keep))
 
 
-def dropout_mask(key, keep, out):
-    """out[...] = 1 / keep where element i (C order) is kept, else 0 (see MASK_GAMMA)."""
+def mask_geometry(shape, rows=None):
+    """(n, row, off) of the mask kernels for a mask of shape (T, b, ...): element i of it is element
+    (i // n) * row + off + i % n of the whole batch's mask. rows=(b0, B): these are streams
+    b0..b0+b of B (one rank's share, seqlearn/dist.py), so every rank draws its slice of the mask
+    one process with all B streams would draw; None: the whole mask (element i is itself)."""
+    size = math.prod(shape)
+    if rows is None or not size:
+        return max(size, 1), max(size, 1), 0
+    b0, B = rows
+    n = size // shape[0]
+    unit = n // shape[1]
+    return n, B * unit, b0 * unit
+
+
+def dropout_mask(key, keep, out, rows=None):
+    """out[...] = 1 / keep where element i (C order) is kept, else 0 (see MASK_GAMMA); rows: see
+    mask_geometry."""
     k, thr, scale = mask_args(key, keep, out.dtype)
+    n, row, off = mask_geometry(out.shape, rows)
+    i = np.arange(out.size, dtype=np.uint64)
+    g = (i // np.uint64(n)) * np.uint64(row) + np.uint64(off) + i % np.uint64(n)
     with np.errstate(over="ignore"):
-        z = k + np.arange(1, out.size + 1, dtype=np.uint64) * np.uint64(MASK_GAMMA)
+        z = k + (g + np.uint64(1)) * np.uint64(MASK_GAMMA)
         z = (z ^ (z >> np.uint64(30))) * np.uint64(MASK_M1)
         z = (z ^ (z >> np.uint64(27))) * np.uint64(MASK_M2)
         z ^= z >> np.uint64(31)
