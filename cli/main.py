@@ -8,6 +8,7 @@ from .experiment import experiment
 from .gradcheck import gradcheck
 from .inspect import inspect_
 from .plot import plot
+from .prepare import prepare
 from .sample import sample
 from .train import train
 from .profile import profile
@@ -27,6 +28,7 @@ def cli():
       seqlearn plot runs/mine
       seqlearn inspect runs/mine held_out.txt --out page.html
       seqlearn gradcheck --cell gru --gru-variant cho
+      seqlearn prepare big.txt                        # a token file for big corpora and MPI
     """
 
 
@@ -38,3 +40,4 @@ cli.add_command(gradcheck)
 cli.add_command(profile)
 cli.add_command(experiment)
 cli.add_command(inspect_)
+cli.add_command(prepare)

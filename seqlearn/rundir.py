@@ -20,7 +20,8 @@ import os
 from typing import NamedTuple
 
 from .checkpoint import CheckpointError, atomic_write, read, save
-from .data import BUILTIN, builtin_text, read_text, sha256
+from . import tokens
+from .data import BUILTIN, Vocab, builtin_text, read_text, sha256
 from .runlock import LOCK_NAME, RunLock
 
 RUN_FILES = ("last.npz", "best.npz", "metrics.jsonl", "config.json")
@@ -34,20 +35,20 @@ class TrainingError(ValueError):
 class SavedRun(NamedTuple):
     """last.npz of a run: its path, metadata (meta["train"]: config, text, step, optimizer steps,
     RNG state, ...), weights and trainer arrays (optimizer moments, carried state; names without
-    the "train." prefix); text: the run's text once checked (see load_text)."""
+    the "train." prefix); corpus: (Vocab, token array) of the run's text once checked (see load_corpus)."""
     path: str
     meta: dict
     weights: dict
     arrays: dict
-    text: str = None
+    corpus: tuple = None
 
     @property
     def train(self):
         return self.meta["train"]
 
-    def load_text(self):
+    def load_corpus(self):
         """self with the run's text, checked against the sha256 the run started with."""
-        return self._replace(text=reload_text(self.train["text"]))
+        return self._replace(corpus=reload_corpus(self.train["text"]))
 
 
 class RunDir:
@@ -226,7 +227,7 @@ MODEL_KEYS = {"cell": "cell", "hidden": "hidden_size", "layers": "num_layers", "
 def check_train_meta(path, meta):
     """A checkpoint's training state, checked before a Trainer builds anything from it: the
     configuration must describe the weights the file holds (so it cannot make the trainer
-    allocate a bigger model), and the text must be described as load_text describes it."""
+    allocate a bigger model), and the text must be described as load_corpus describes it."""
     t = meta["train"]
     c, text = t["config"], t.get("text")
     if not isinstance(c, dict) or any(c.get(a, meta.get(b)) != meta.get(b) for a, b in MODEL_KEYS.items()):
@@ -242,31 +243,44 @@ def check_train_meta(path, meta):
         raise CheckpointError(f"{path} has incomplete training state")
 
 
-def load_text(c):
-    """The text of config c and its description for config.json; sets c["text"] to its absolute path."""
+def load_corpus(c):
+    """(Vocab, tokens, description for config.json) of config c's text; sets c["text"] to its
+    absolute path. A fresh prepared token file beside the text (tokens.py) is memory-mapped instead
+    of reading the text."""
     if c["text"] is None:
         text = builtin_text()
         info = {"path": None, "source": BUILTIN}
     else:
         path = os.path.abspath(os.fspath(c["text"]))
+        c["text"] = path
+        prepared = tokens.fresh(path, c["encoding"]) if os.path.isfile(path) else None
+        if prepared is not None:
+            vocab, data = tokens.load(path, prepared)
+            info = {"path": path, "source": "file", "sha256": prepared["sha256"], "encoding": c["encoding"],
+                    "chars": prepared["chars"], "tokens": tokens.paths(path)[0]}
+            return vocab, data, info
         text = read_text(path, c["encoding"])
         info = {"path": path, "source": "file"}
-        c["text"] = path
     info.update(sha256=sha256(text), encoding=c["encoding"], chars=len(text))
-    return text, info
+    vocab = Vocab.from_text(text)
+    return vocab, vocab.encode(text), info
 
 
-def reload_text(info):
-    """The text that load_text described as info, refused where it changed or is gone."""
+def reload_corpus(info):
+    """(Vocab, tokens) of the text load_corpus described as info, refused where it changed or is gone."""
     if info["source"] == BUILTIN:
         text = builtin_text()
         where = "the built-in corpus (pydoc_data.topics) of this Python"
     else:
         if not os.path.exists(info["path"]):
             raise TrainingError(f"the run's text {info['path']} is gone; resume needs the same text")
+        prepared = tokens.fresh(info["path"], info["encoding"])
+        if prepared is not None and prepared["sha256"] == info["sha256"]:
+            return tokens.load(info["path"], prepared)
         text = read_text(info["path"], info["encoding"])
         where = info["path"]
     if sha256(text) != info["sha256"]:
         raise TrainingError(f"{where} has changed since the run started (sha256 differs); "
                             f"resume needs the same text")
-    return text
+    vocab = Vocab.from_text(text)
+    return vocab, vocab.encode(text)

@@ -22,10 +22,11 @@ import numpy as np
 from . import __version__, dist
 from .checkpoint import CheckpointError
 from .config import DEFAULT_STEPS, DEFAULTS, RESUME_OVERRIDES, resumed, with_defaults  # noqa: F401 - re-exported
-from .data import Streams, Vocab, eval_chunks, evaluate_sum, fit_batch, split
+from .data import Streams, eval_chunks, evaluate_sum, fit_batch, split
 from .model import CharLM
 from .optim import DEFAULT_LR, Optimizer, Schedule
-from .rundir import ReadOnlyRunDir, RunDir, TrainingError, load_text
+from . import tokens
+from .rundir import ReadOnlyRunDir, RunDir, TrainingError, load_corpus
 from .sample import Sampler
 
 LN2 = math.log(2.0)
@@ -133,6 +134,8 @@ class Trainer:
         self.run_dir = _run_dir(out, self.world)
         self.out = self.run_dir.out
         try:
+            if saved is None and self.world.size > 1:
+                self.world.together(self._prepare_tokens, config)
             self.world.together(self._build, config, force, saved)
             self.world.digest_check(self._digest())     # the ranks agree before anything is written
             if saved is None:
@@ -145,12 +148,11 @@ class Trainer:
         c = with_defaults(config)
         if saved is None:
             self.run_dir.check_new(force)
-            text, self.text_info = load_text(c)
+            self.vocab, data, self.text_info = load_corpus(c)
         else:
             self.run_dir.acquire()
-            text, self.text_info = saved.text, saved.train["text"]
-        self.vocab = Vocab.from_text(text)
-        train, val = split(self.vocab.encode(text), c["val_frac"])
+            (self.vocab, data), self.text_info = saved.corpus, saved.train["text"]
+        train, val = split(data, c["val_frac"])
         if saved is None:
             self._settle(c, len(train))
         self.config = c
@@ -190,6 +192,19 @@ class Trainer:
         else:
             self._restore(saved)
 
+    def _prepare_tokens(self, config):
+        """Over MPI ranks, the text's token file is made on first use (by rank 0; the others wait),
+        so that each rank memory-maps the tokens instead of holding the text."""
+        path, encoding = config.get("text"), config.get("encoding", DEFAULTS["encoding"])
+        if self.world.root and path is not None and os.path.isfile(path) and tokens.fresh(path, encoding) is None:
+            try:
+                tokens.prepare(path, encoding)
+            except tokens.DataError as e:
+                if "could not write" not in str(e):          # an unwritable folder: each rank reads the text
+                    raise
+                return
+            self.echo(f"prepared {tokens.paths(path)[0]} (seqlearn prepare): every rank memory-maps it")
+
     def _digest(self):
         """What every rank must agree on before the first step (dist.MPIWorld.digest_check)."""
         d = {f"--{k.replace('_', '-')}": v for k, v in self.config.items() if k != "text"}
@@ -222,7 +237,7 @@ class Trainer:
             if os.path.isdir(run_dir.out):
                 run_dir.acquire()
             saved = run_dir.read_last("best.npz" if from_best else "last.npz")
-            return resumed(saved.train["config"], overrides), saved.load_text()
+            return resumed(saved.train["config"], overrides), saved.load_corpus()
 
         try:
             config, saved = world.together(read)
