@@ -25,6 +25,8 @@ def friendly(fn):
     def wrapper(*a, **kw):
         try:
             return _one_line(fn, *a, **kw)
+        except click.exceptions.Exit:       # ctx.exit(code): every rank leaves on its own
+            raise
         except (click.ClickException, KeyboardInterrupt, Exception) as e:
             w = _mpi_world()
             if w is None:

@@ -119,11 +119,14 @@ class MPIWorld(Solo):
         return result
 
     def step(self, err, loss, stop):
-        """A training step's exchange: any rank's error raised on all; (mean loss, whether any rank
-        asks to stop). The loss is summed in rank order: the same number on every rank."""
-        got = self.comm.allgather((None if err is None else str(err), loss, bool(stop)))
+        """A training step's exchange: any rank's error raised on all; (mean loss, the bits of stop
+        that any rank set). The loss is summed in rank order: the same number on every rank."""
+        got = self.comm.allgather((None if err is None else str(err), loss, int(stop)))
         self._raise_first(err, [g[0] for g in got])
-        return sum(g[1] for g in got) / self.size, any(g[2] for g in got)
+        bits = 0
+        for g in got:
+            bits |= g[2]
+        return sum(g[1] for g in got) / self.size, bits
 
     # ---- arrays -------------------------------------------------------------------------------
     def allreduce_sum(self, buf):

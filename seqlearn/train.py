@@ -186,6 +186,7 @@ class Trainer:
         self._phase = None          # "forward" / "update" while a step is half done
         self._rng_before = None     # the model's RNG state before the step under way
         self._t0 = None             # when run() started
+        self._agreed_stop = False
         if saved is None:                          # everything checked: now the directory
             self.run_dir.acquire()
             self.run_dir.check_new(force)          # again, now that no other run can start here
@@ -342,7 +343,7 @@ class Trainer:
                     self.model.rng.bit_generator.state = self._rng_before
                     self._phase = None
                 ctrl_c.flag = True
-            self.interrupted = ctrl_c.flag
+            self.interrupted = self._agreed_stop if self.world.size > 1 else ctrl_c.flag
             self.signum = ctrl_c.signum
         self._end_progress()
         self.save_last(self._elapsed())
@@ -356,12 +357,15 @@ class Trainer:
         meter = _Meter(self.streams.B * self.streams.T)
         first = self.step + 1
         out_of_time = False
-        while (target is None or self.step < target) and not ctrl_c.flag and not out_of_time:
+        mpi = self.world.size > 1
+        self._agreed_stop = False       # over MPI ranks: a rank was interrupted (agreed in a step)
+        while ((target is None or self.step < target) and not (self._agreed_stop if mpi else ctrl_c.flag)
+               and not out_of_time):
             ts = time.perf_counter()
             lr, loss, norm, stop = self._train_step(ctrl_c)
             meter.add(loss, time.perf_counter() - ts, first=self.step == first)
-            if self.world.size > 1:                    # what the ranks agreed on during the step
-                ctrl_c.flag, out_of_time = bool(stop & 1), bool(stop & 2)
+            if mpi:                                    # what the ranks agreed on during the step
+                self._agreed_stop, out_of_time = bool(stop & 1), bool(stop & 2)
             else:
                 out_of_time = self._out_of_time()
             final = self.step == target or out_of_time

@@ -222,6 +222,27 @@ def test_a_failing_rank_ends_every_rank(text, tmp_path, mode):
     assert arrays(out)[0]["step"] == 8
 
 
+@needs_mpi
+def test_sigterm_to_mpiexec_stops_every_rank_at_one_step_and_saves(text, tmp_path):
+    """mpiexec hands SIGTERM (Slurm's time limit, kill) to every rank; the ranks agree in a step's
+    exchange, stop after the same step, rank 0 saves it, exit 143."""
+    import signal
+    import time
+    out = str(tmp_path / "run")
+    cmd = [MPIEXEC, "-n", "2", *CLI, text, "--out", out, *ARGS, "--steps", "1000000", "--log-every", "1"]
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
+    metrics = os.path.join(out, "metrics.jsonl")
+    deadline = time.time() + 120
+    while time.time() < deadline and not (os.path.exists(metrics) and os.path.getsize(metrics) > 0):
+        time.sleep(0.2)
+    p.send_signal(signal.SIGTERM)
+    stdout, stderr = p.communicate(timeout=60)
+    assert p.returncode == 143, stderr[-2000:]
+    step = int(stdout.split("interrupted at step ")[1].split(";")[0])
+    assert arrays(out)[0]["step"] == step > 0
+    assert "Error" not in stderr
+
+
 # ---- without MPI --------------------------------------------------------------------------------
 def test_one_process_imports_no_mpi(tmp_path):
     code = ("import sys; from seqlearn.cli.main import cli\n"
