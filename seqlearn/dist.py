@@ -19,7 +19,7 @@ import os
 import numpy as np
 
 # set by MPI launchers in every rank's environment: the number of ranks
-_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS", "SLURM_STEP_NUM_TASKS", "PMIX_SIZE")
+_SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS", "PMIX_SIZE")
 _world = None
 
 
@@ -173,7 +173,10 @@ def world():
                 raise RankFailure(f"this process is one of {launched_size()} MPI ranks, but mpi4py is not "
                                    f"installed: pip install 'seqlearn[mpi]'") from None
             w = MPIWorld()
-            _world = w if w.size > 1 else Solo()
+            if w.size != launched_size():       # e.g. srun's PMI with an mpi4py of another MPI
+                raise RankFailure(f"the launcher started {launched_size()} ranks but MPI sees {w.size}: "
+                                  f"mpi4py was built against another MPI than the launcher's")
+            _world = w
         else:
             _world = Solo()
     return _world

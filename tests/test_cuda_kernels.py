@@ -455,3 +455,34 @@ def test_training_steps_equal_cpu_float32():
     assert rel(lc, lp) < 1e-4
     for k in pp:
         assert rel(pc[k], pp[k]) < 1e-4, k
+
+
+def test_gradients_of_mpi_ranks_go_through_the_host_and_back():
+    """Over MPI ranks the cuda backend hands MPI a host copy of the gradient buffer and takes the
+    sum back (seqlearn/train.py, _allreduce_grads), then divides by the ranks; each rank selects
+    the GPU of its local rank (the simulator shows one)."""
+    from types import SimpleNamespace
+
+    from seqlearn import dist
+    from seqlearn.model import CharLM
+    from seqlearn.optim import Optimizer
+    from seqlearn.train import Trainer
+    m = CharLM("abcdef", hidden_size=8, num_layers=2, dtype="float64", device="cuda")
+    x, y = random_batch(m.V, 3, 4)
+    m.forward_backward(x, y)
+    mine = H_(m.grad_flat).copy()
+    other = np.random.default_rng(3).standard_normal(mine.shape)
+    seen = []
+
+    class TwoRanks:
+        size, local_rank = 2, 1
+
+        def allreduce_sum(self, buf):
+            seen.append(type(buf))
+            buf += other                         # the other rank's gradients
+
+    fake = SimpleNamespace(model=m, world=TwoRanks(), opt=Optimizer(m))
+    Trainer._allreduce_grads(fake)
+    assert seen == [np.ndarray]
+    assert np.allclose(H_(m.grad_flat), (mine + other) / 2, rtol=1e-14, atol=0)
+    dist.select_gpu(TwoRanks())                  # local rank 1 of one GPU: GPU 0

@@ -173,6 +173,9 @@ def test_rank_zero_alone_prints_and_writes(text, tmp_path):
     assert "2 ranks of 4 streams" in lines[0]
     assert sorted(os.listdir(out)) == [".lock", "best.npz", "config.json", "last.npz", "metrics.jsonl"]
     assert [s for s, *_ in losses(out)] == [4, 8, 12]
+    from seqlearn import tokens
+    assert tokens.fresh(text, "utf-8") is not None          # made on first use under mpiexec
+    assert json.load(open(os.path.join(out, "config.json")))["text"]["tokens"] == tokens.paths(text)[0]
 
 
 # ---- refusals and failures --------------------------------------------------------------------
