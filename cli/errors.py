@@ -48,9 +48,18 @@ def friendly(fn):
     return wrapper
 
 
+_BREAKS = {c: repr(c)[1:-1] for c in "\n\r\v\f\x1c\x1d\x1e\x85\u2028\u2029"}
+
+
+def one_line(msg):
+    """msg with the characters that break a line (str.splitlines's) shown escaped: a file name
+    holding one must not split the error."""
+    return "".join(_BREAKS.get(c, c) for c in msg)
+
+
 def _click(msg, e):
     """A ClickException of msg that keeps e's mark of an error every rank raised (dist.py)."""
-    out = click.ClickException(msg)
+    out = click.ClickException(one_line(msg))
     out.all_ranks = getattr(e, "all_ranks", False)
     return out
 
@@ -58,7 +67,8 @@ def _click(msg, e):
 def _one_line(fn, *a, **kw):
     try:
         return fn(*a, **kw)
-    except click.ClickException:
+    except click.ClickException as e:
+        e.message = one_line(e.message)
         raise
     except BrokenPipeError:         # the reader went away (| head): stop quietly, as cat does
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -19,13 +19,12 @@ import warnings
 
 import numpy as np
 
-from . import __version__, dist
+from . import __version__, dist, tokens
 from .checkpoint import CheckpointError
 from .config import DEFAULT_STEPS, DEFAULTS, RESUME_OVERRIDES, resumed, with_defaults  # noqa: F401 - re-exported
 from .data import Streams, eval_chunks, evaluate_sum, fit_batch, split
 from .model import CharLM
 from .optim import DEFAULT_LR, Optimizer, Schedule
-from . import tokens
 from .rundir import ReadOnlyRunDir, RunDir, TrainingError, load_corpus
 from .sample import Sampler
 

@@ -228,3 +228,13 @@ def test_case_count():
         pytest.skip("run with the fuzz tests above")
     print(f"fuzz cases: {COUNTS} = {sum(COUNTS.values())}")
     assert sum(COUNTS.values()) >= 10_000, COUNTS
+
+
+@pytest.mark.parametrize("name", ["\x85", "a\u2028b", "x\ry", "p\x1cq"])
+def test_file_names_that_break_lines_do_not_split_the_error(tiny_run, name):
+    """A case the fuzzer found: --prime-file '\\x85' printed its error over two lines
+    (str.splitlines breaks at NEL, LS, PS, CR, FS...); such characters are shown escaped."""
+    for args in (["sample", str(tiny_run), "--prime-file", name], ["train", name]):
+        r = CliRunner().invoke(cli, args)
+        assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, repr(r.output)
+        assert r.output.startswith("Error: ")

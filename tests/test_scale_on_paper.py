@@ -1,24 +1,10 @@
 """benchmarks/scale_on_paper.py: its parameter counts are the model's, its ring formula and
 efficiencies behave, and it prints its tables."""
-import importlib.util
-import os
 import re
-import sys
 
 import pytest
 
-BENCH = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-
-
-def _load(name):
-    sys.path.insert(0, BENCH)
-    try:
-        spec = importlib.util.spec_from_file_location(f"bench_{name}", os.path.join(BENCH, f"{name}.py"))
-        mod = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(mod)
-        return mod
-    finally:
-        sys.path.remove(BENCH)
+from test_benchmarks import _load
 
 
 @pytest.fixture(scope="module")
