@@ -28,7 +28,16 @@ CLI = [sys.executable, "-m", "seqlearn", "train"]
 WRAPPER = """
 import os, runpy, sys
 mode = sys.argv.pop(1)
-if os.environ.get("PMI_RANK") == "1":
+if mode == "write" and os.environ.get("PMI_RANK") == "0":    # rank 0's disk fills at step 8
+    from seqlearn import rundir
+    write, saves = rundir.RunDir._write, [0]
+    def full(self, name, fn):
+        saves[0] += name == "last.npz"
+        if saves[0] == 2:
+            raise rundir.TrainingError(f"could not write {name} (No space left on device)")
+        return write(self, name, fn)
+    rundir.RunDir._write = full
+if mode != "write" and os.environ.get("PMI_RANK") == "1":
     from seqlearn import model, train
     if mode == "step":                      # inside a step: the ranks learn of it together
         fb, calls = model.CharLM.forward_backward, [0]
@@ -205,11 +214,12 @@ def test_ranks_started_with_different_configurations_are_refused(text, tmp_path)
 
 
 @needs_mpi
-@pytest.mark.parametrize("mode", ["step", "hook", "kill"])
+@pytest.mark.parametrize("mode", ["step", "hook", "kill", "write"])
 def test_a_failing_rank_ends_every_rank(text, tmp_path, mode):
     """Rank 1 raises inside a step (every rank stops with one line naming it, exit 1), raises
     between steps (its line, then MPI_Abort ends the job) or is killed (mpiexec ends the others);
-    never a hang, and last.npz of step 4 stays whole and resumable."""
+    rank 0 cannot write last.npz (every rank stops, one line); never a hang, and last.npz of
+    step 4 stays whole and resumable."""
     out = str(tmp_path / "run")
     wrapper = tmp_path / "rank.py"
     wrapper.write_text(WRAPPER)
@@ -217,6 +227,8 @@ def test_a_failing_rank_ends_every_rank(text, tmp_path, mode):
     assert p.returncode != 0
     if mode == "step":
         assert p.returncode == 1 and _errors(p) == ["Error: rank 1: injected failure"]
+    elif mode == "write":
+        assert p.returncode == 1 and _errors(p) == ["Error: could not write last.npz (No space left on device)"]
     elif mode == "hook":
         assert "Error: rank 1: injected failure" in _errors(p)
     meta, _ = arrays(out)
