@@ -178,6 +178,7 @@ class Trainer:
         self.step = 0
         self.state = None
         self.best_val = math.inf
+        self.best_step = None       # the step of best.npz (None: unknown, or no validation yet)
         self.last_val = None
         self.elapsed_before = 0.0
         self.interrupted = False
@@ -299,6 +300,8 @@ class Trainer:
             m.rng.bit_generator.state = t["rng"]
             self.step = int(t["step"])
             self.best_val = float(t["best_val_loss"]) if t.get("best_val_loss") is not None else math.inf
+            best_step = t.get("best_step")          # absent in checkpoints of older versions
+            self.best_step = best_step if isinstance(best_step, int) and not isinstance(best_step, bool) else None
             self.last_val = None if t.get("val_loss") is None else float(t["val_loss"])
             self.elapsed_before = float(t.get("elapsed_s", 0.0))
         except (KeyError, TypeError, ValueError) as e:
@@ -464,7 +467,7 @@ class Trainer:
         if v is not None:
             self.last_val = v
             if v < self.best_val:
-                self.best_val = v
+                self.best_val, self.best_step = v, self.step
                 self.save_best(self._elapsed())
         self.save_last(self._elapsed())
         self._end_progress()
@@ -512,7 +515,7 @@ class Trainer:
                           "epoch": self.step // self.streams.num_batches,
                           "optim_steps": self.opt.steps, "rng": self.model.rng.bit_generator.state,
                           "best_val_loss": None if math.isinf(self.best_val) else self.best_val,
-                          "val_loss": self.last_val, "elapsed_s": elapsed,
+                          "best_step": self.best_step, "val_loss": self.last_val, "elapsed_s": elapsed,
                           "schedule_steps": self.schedule_steps, "seqlearn": __version__,
                           "full_state": True}}
 
@@ -551,7 +554,8 @@ class Trainer:
     def _summary(self):
         return {"step": self.step, "val_loss": self.last_val,
                 "best_val_loss": None if math.isinf(self.best_val) else self.best_val,
-                "elapsed_s": self._elapsed(), "interrupted": self.interrupted, "out": self.out,
+                "best_step": self.best_step, "elapsed_s": self._elapsed(), "interrupted": self.interrupted,
+                "out": self.out,
                 **({"signal": int(self.signum or signal.SIGINT)} if self.interrupted else {})}
 
     def _header(self, target):
@@ -572,7 +576,14 @@ class Trainer:
         return (f"done: step {self.step}, epoch {self.step / self.streams.num_batches:.2f}, "
                 + (f"val loss {self.last_val:.4f} (bpc {bpc(self.last_val):.3f}), "
                    if self.last_val is not None else "")
-                + f"{_fmt_time(self._elapsed())}; saved {last}")
+                + f"{_fmt_time(self._elapsed())}; saved {last}" + self._best_line())
+
+    def _best_line(self):
+        """Where the run's best model is: best.npz, its validation loss and its step."""
+        if math.isinf(self.best_val):
+            return ""
+        at = f" at step {self.best_step}" if self.best_step is not None else ""
+        return f"; best val loss {self.best_val:.4f}{at} in {self.run_dir.path('best.npz')}"
 
     def _status(self, loss, rate, step_time, target):
         left = None

@@ -230,3 +230,20 @@ def test_limits_given_on_resume_replace_the_saved_ones(tmp_path):
         assert t.target_steps() == 30 and t.config["epochs"] is None
     t = Trainer.resume(tmp_path / "r", echo=quiet, eval_every=3)
     assert t.target_steps() == t.streams.num_batches
+
+
+def test_the_last_line_names_the_best_model_and_its_step(tmp_path):
+    """The run's last line names best.npz, its validation loss and the step it came from; the
+    step survives a resume (it is in the checkpoint's training state)."""
+    lines = []
+    cfg = {"steps": 6, "eval_every": 2, "hidden": 8, "layers": 1, "batch": 4, "seq_len": 8, "device": "ref",
+           "lr": 1e-2}
+    summary = Trainer(cfg, tmp_path / "r", echo=lines.append).run()
+    best, step = summary["best_val_loss"], summary["best_step"]
+    assert step in (2, 4, 6) and best is not None
+    assert lines[-1].endswith(f"; best val loss {best:.4f} at step {step} in {tmp_path / 'r' / 'best.npz'}")
+    lines.clear()
+    again = Trainer.resume(tmp_path / "r", echo=lines.append, steps=8)
+    assert again.best_step == step
+    s2 = again.run()
+    assert f"at step {s2['best_step']} in" in lines[-1] and s2["best_step"] in (step, 8)
