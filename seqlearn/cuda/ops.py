@@ -43,8 +43,11 @@ def k_dropout_mask(key, thr, scale, out, n, row, off):
     i0 = cuda.grid(1)
     st = cuda.gridsize(1)
     for i in range(i0, out.shape[0], st):
-        t = i // n
-        z = key + uint64(t * row + off + (i - t * n) + 1) * uint64(MASK_GAMMA)
+        g = i + off                         # the whole mask (n == row): no division per element
+        if n != row:
+            t = i // n
+            g = t * row + off + (i - t * n)
+        z = key + uint64(g + 1) * uint64(MASK_GAMMA)
         z = (z ^ (z >> uint64(30))) * uint64(MASK_M1)
         z = (z ^ (z >> uint64(27))) * uint64(MASK_M2)
         z = z ^ (z >> uint64(31))
