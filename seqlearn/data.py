@@ -30,6 +30,18 @@ def sha256(text):
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def wide_encoding(encoding):
+    """UTF-16/32 text holds NUL bytes; any other text that does is binary."""
+    return encoding.lower().replace("-", "").replace("_", "").startswith(("utf16", "utf32"))
+
+
+def undecodable(path, encoding, byte, offset):
+    """The DataError of a byte that is not valid in encoding."""
+    hint = "; name its encoding with --encoding (for example --encoding latin-1)" \
+        if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else ""
+    return DataError(f"{path} is not valid {encoding} (byte 0x{byte:02x} at offset {offset}){hint}")
+
+
 def read_text(path, encoding="utf-8"):
     """The text of a file; DataError with a one-line reason for anything unusable."""
     path = os.fspath(path)
@@ -50,18 +62,14 @@ def read_text(path, encoding="utf-8"):
         raise DataError(f"{path}: {e.strerror or e}") from None
     if not raw:
         raise DataError(f"{path} is empty")
-    utf16_32 = encoding.lower().replace("-", "").replace("_", "").startswith(("utf16", "utf32"))
-    if b"\x00" in raw[:65536] and not utf16_32:
+    if b"\x00" in raw[:65536] and not wide_encoding(encoding):
         raise DataError(f"{path} looks like a binary file (it holds NUL bytes), not text")
     try:
         text = raw.decode(encoding)
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}") from None
     except UnicodeDecodeError as e:
-        hint = "; name its encoding with --encoding (for example --encoding latin-1)" \
-            if encoding.lower().replace("-", "") in ("utf8", "utf8sig") else ""
-        where = f"byte 0x{raw[e.start]:02x} at offset {e.start}"
-        raise DataError(f"{path} is not valid {encoding} ({where}){hint}") from None
+        raise undecodable(path, encoding, raw[e.start], e.start) from None
     if text.startswith("\ufeff"):
         text = text[1:]
     if not text:

@@ -262,8 +262,13 @@ def load_corpus(c):
         text = read_text(path, c["encoding"])
         info = {"path": path, "source": "file"}
     info.update(sha256=sha256(text), encoding=c["encoding"], chars=len(text))
+    return (*_encoded(text), info)
+
+
+def _encoded(text):
+    """(the vocabulary of text, text encoded with it)."""
     vocab = Vocab.from_text(text)
-    return vocab, vocab.encode(text), info
+    return vocab, vocab.encode(text)
 
 
 def reload_corpus(info):
@@ -282,5 +287,4 @@ def reload_corpus(info):
     if sha256(text) != info["sha256"]:
         raise TrainingError(f"{where} has changed since the run started (sha256 differs); "
                             f"resume needs the same text")
-    vocab = Vocab.from_text(text)
-    return vocab, vocab.encode(text)
+    return _encoded(text)

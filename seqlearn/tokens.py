@@ -15,10 +15,14 @@ import os
 import numpy as np
 
 from .checkpoint_file import atomic_write
-from .data import DataError, Vocab
+from .data import DataError, Vocab, undecodable, wide_encoding
 
 PIECE = 1 << 24           # bytes read at a time
 SUFFIX = ".tokens"
+
+
+class WriteError(DataError):
+    """The token file could not be written (an unwritable folder, a full disk)."""
 
 
 def paths(text_path):
@@ -33,7 +37,7 @@ def _pieces(path, encoding):
         dec = codecs.getincrementaldecoder(encoding)()
     except LookupError:
         raise DataError(f"unknown encoding {encoding!r}") from None
-    wide = encoding.lower().replace("-", "").replace("_", "").startswith(("utf16", "utf32"))
+    wide = wide_encoding(encoding)
     offset, first = 0, True
     with open(path, "rb") as f:
         while True:
@@ -42,8 +46,10 @@ def _pieces(path, encoding):
                 raise DataError(f"{path} looks like a binary file (it holds NUL bytes), not text")
             try:
                 s = dec.decode(raw, final=not raw)
-            except UnicodeDecodeError as e:
-                raise DataError(f"{path} is not valid {encoding} (byte at offset {offset + e.start})") from None
+            except UnicodeDecodeError as e:     # its start counts in this piece (or the bytes held over)
+                at = max(e.start, 0)
+                byte = e.object[at] if at < len(e.object) else 0
+                raise undecodable(path, encoding, byte, offset + at - (len(e.object) - len(raw))) from None
             if first and s:
                 s, first = (s[1:] if s.startswith("\ufeff") else s), False
             if s:
@@ -89,7 +95,7 @@ def prepare(text_path, encoding="utf-8"):
                 "dtype": np.dtype(dtype).name, "text": text_path, **before}
         atomic_write(meta_path, lambda f: f.write(json.dumps(info).encode("utf-8")), suffix=".json")
     except OSError as e:
-        raise DataError(f"could not write {npy} ({e.strerror or e})") from None
+        raise WriteError(f"could not write {npy} ({e.strerror or e})") from None
     if _stat(text_path) != before:
         raise DataError(f"{text_path} changed while it was being prepared; run seqlearn prepare again")
     return info

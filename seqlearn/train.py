@@ -200,9 +200,7 @@ class Trainer:
         if self.world.root and path is not None and os.path.isfile(path) and tokens.fresh(path, encoding) is None:
             try:
                 tokens.prepare(path, encoding)
-            except tokens.DataError as e:
-                if "could not write" not in str(e):          # an unwritable folder: each rank reads the text
-                    raise
+            except tokens.WriteError:                 # an unwritable folder: each rank reads the text
                 return
             self.echo(f"prepared {tokens.paths(path)[0]} (seqlearn prepare): every rank memory-maps it")
 

@@ -62,7 +62,7 @@ def test_a_changed_text_or_another_encoding_makes_the_file_stale(text):
 def test_refusals(tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_bytes(b"caf\xe9 au lait")
-    with pytest.raises(DataError, match=r"is not valid utf-8 \(byte at offset 3\)"):
+    with pytest.raises(DataError, match=r"is not valid utf-8 \(byte 0xe9 at offset 3\); name its encoding"):
         tokens.prepare(bad)
     binary = tmp_path / "bin.dat"
     binary.write_bytes(b"\x00\x01\x02" * 10)
