@@ -24,10 +24,10 @@ def friendly(fn):
     @functools.wraps(fn)
     def wrapper(*a, **kw):
         try:
-            return _one_line(fn, *a, **kw)
+            return _as_click(fn, *a, **kw)
         except click.exceptions.Exit:       # ctx.exit(code): every rank leaves on its own
             raise
-        except (click.ClickException, KeyboardInterrupt, Exception) as e:
+        except (KeyboardInterrupt, Exception) as e:    # ClickException included
             w = _mpi_world()
             if w is None:
                 raise
@@ -64,7 +64,8 @@ def _click(msg, e):
     return out
 
 
-def _one_line(fn, *a, **kw):
+def _as_click(fn, *a, **kw):
+    """fn(*a, **kw) with its expected failures as one-line ClickExceptions."""
     try:
         return fn(*a, **kw)
     except click.ClickException as e:
