@@ -42,7 +42,7 @@ class StatusLine:
 @click.command()
 @click.argument("text", required=False)
 @model_options
-@config_options("dropout", "dtype", "seq_len", "batch", *group("optimizer"), *group("schedule"),
+@config_options("dropout", "dropout_top", "dtype", "seq_len", "batch", *group("optimizer"), *group("schedule"),
                 "steps", "epochs", "max_time", "val_frac", "eval_every", "log_every")
 @click.option("--out", "out", type=click.Path(file_okay=False), default=None,
               help="Run directory [default: runs/<date-time>].")

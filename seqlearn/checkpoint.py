@@ -17,7 +17,8 @@ def load(path, device=None, dtype=None):
                    num_layers=meta["num_layers"], embed_dim=meta["embed_dim"],
                    peephole=meta["peephole"], gru_variant=meta["gru_variant"],
                    dropout=meta.get("dropout", 0.0), dtype=dtype or meta.get("dtype", "float32"),
-                   device=device or meta.get("device", "cpu"), seed=meta.get("seed", 0))
+                   device=device or meta.get("device", "cpu"), seed=meta.get("seed", 0),
+                   dropout_top=meta.get("dropout_top", 0.0))
         m.load_state_dict(weights)
     except (ValueError, TypeError) as e:
         raise CheckpointError(f"{path}: {e}") from None

@@ -149,6 +149,8 @@ def _check_meta(path, meta):
         (isinstance(meta["peephole"], bool), "peephole is not true or false"),
         (meta.get("dtype", "float32") in DTYPES, f"dtype {meta.get('dtype')!r} is not float32 or float64"),
         (_is_number(meta.get("dropout", 0.0)) and 0 <= meta.get("dropout", 0.0) < 1, "dropout is not a number in [0, 1)"),
+        (_is_number(meta.get("dropout_top", 0.0)) and 0 <= meta.get("dropout_top", 0.0) < 1,
+         "dropout_top is not a number in [0, 1)"),
         (_is_int(meta.get("seed", 0), 0), "seed is not a non-negative integer"),
     ]
     for ok, what in problems:

@@ -66,6 +66,8 @@ OPTIONS = (
            must_be="0 (one-hot) or positive"),
     Option("dropout", 0.0, float, "model", "Dropout between recurrent layers.", low=0, high=1, high_open=True,
            must_be="in [0, 1)"),
+    Option("dropout_top", None, float, "model", "Dropout on the top layer's output, before the head "
+           "[default: --dropout].", low=0, high=1, high_open=True, must_be="in [0, 1)"),
     Option("dtype", "float32", str, "model", choices=DTYPES),
     # data
     Option("text", None, str, "data", cli=False),          # the TEXT argument of seqlearn train

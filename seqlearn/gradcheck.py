@@ -33,19 +33,24 @@ def numeric_grads(f, x, eps=1e-5, max_entries=None, rng=None):
 
 def check_model(model, inputs, targets, state=None, eps=1e-5, max_entries=None, seed=0):
     """{name: relative error} for every parameter (and "state.h0" / "state.c0" when a state is
-    given), comparing the model's gradients with central differences of its loss."""
-    if model.dropout:
-        raise ValueError("gradient checks need dropout=0 (dropout masks are random)")
+    given), comparing the model's gradients with central differences of its training loss. With
+    dropout the masks are held fixed: every loss is computed from the same generator state, so
+    it draws the masks of the analytic pass."""
     rng = np.random.default_rng(seed)
+    drawn = model.rng.bit_generator.state
     _, grads, _ = model.loss_and_grads(inputs, targets, state)
     analytic = {k: np.array(v, np.float64) for k, v in grads.items()}
     dstate = model.dstate
     host = model.backend.ops.to_host(model.flat).copy()
     views = P.views(host, model.table)
 
+    def loss():
+        model.rng.bit_generator.state = drawn
+        return model.forward_backward(inputs, targets, state)[0]
+
     def loss_with_host():
         model.set_flat(host)
-        return model.evaluate(inputs, targets, state)[0]
+        return loss()
 
     out = {}
     for name, v in views.items():
@@ -56,6 +61,7 @@ def check_model(model, inputs, targets, state=None, eps=1e-5, max_entries=None, 
         parts = state if model.cell == "lstm" else (state,)
         dparts = dstate if model.cell == "lstm" else (dstate,)
         for label, s, ds in zip(("state.h0", "state.c0"), parts, dparts):
-            idx, est = numeric_grads(lambda: model.evaluate(inputs, targets, state)[0], s, eps, max_entries, rng)
+            idx, est = numeric_grads(loss, s, eps, max_entries, rng)
             out[label] = rel_error(np.asarray(ds).reshape(-1)[idx], est)
+    model.rng.bit_generator.state = drawn
     return out

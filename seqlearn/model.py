@@ -22,7 +22,7 @@ def _check(cond, msg):
 class CharLM:
     def __init__(self, vocab, cell="lstm", hidden_size=128, num_layers=2, embed_dim=0,
                  peephole=False, gru_variant="torch", dropout=0.0, dtype="float32",
-                 device="cpu", seed=0):
+                 device="cpu", seed=0, dropout_top=0.0):
         vocab = "".join(vocab)
         _check(len(vocab) >= 1 and len(set(vocab)) == len(vocab), "vocab must be distinct characters")
         _check(cell in CELLS, f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
@@ -32,10 +32,14 @@ class CharLM:
         _check(int(num_layers) >= 1, "num_layers must be a positive integer")
         _check(int(embed_dim) >= 0, "embed_dim must be 0 (one-hot) or positive")
         _check(0.0 <= float(dropout) < 1.0, "dropout must be in [0, 1)")
+        _check(0.0 <= float(dropout_top) < 1.0, "dropout_top must be in [0, 1)")
         _check(str(dtype) in DTYPES, f"dtype must be one of {', '.join(DTYPES)}")
         self.vocab, self.cell = vocab, cell
         self.V, self.H, self.L, self.E = len(vocab), int(hidden_size), int(num_layers), int(embed_dim)
         self.peephole, self.gru_variant, self.dropout = bool(peephole), gru_variant, float(dropout)
+        # dropout: on the outputs of layers 0..L-2 (PyTorch's nn.LSTM dropout); dropout_top: on the
+        # top layer's output before the head (char-rnn's, Zaremba et al. 2014)
+        self.dropout_top = float(dropout_top)
         self.dtype, self.device, self.seed = np.dtype(dtype), device, int(seed)
         self.backend = backends.get(device)
         self.rng = np.random.default_rng(self.seed)
@@ -108,7 +112,7 @@ class CharLM:
     def config(self):
         return {"cell": self.cell, "hidden_size": self.H, "num_layers": self.L, "embed_dim": self.E,
                 "gru_variant": self.gru_variant, "peephole": self.peephole, "dropout": self.dropout,
-                "vocab": self.vocab}
+                "dropout_top": self.dropout_top, "vocab": self.vocab}
 
     def save(self, path, extra_meta=None, arrays=None):
         checkpoint_file.save(path, self, extra_meta=extra_meta, arrays=arrays)
@@ -161,6 +165,8 @@ class CharLM:
                   "xgs": [z(T, B, G * H) for _ in range(L)],
                   "drop": [z(T, B, H) for _ in range(L - 1)] if self.dropout > 0 else [],
                   "mask": [z(T, B, H) for _ in range(L - 1)] if self.dropout > 0 else []}
+            if self.dropout_top > 0:
+                ws["drop_top"], ws["mask_top"] = z(T, B, H), z(T, B, H)
             if self.E:
                 ws["emb"] = z(T, B, self.E)
                 ws["demb"] = z(T, B, self.E)
@@ -202,6 +208,9 @@ class CharLM:
             if train and self.dropout > 0 and k < self.L - 1:
                 ops.mul(out, ws["mask"][k], ws["drop"][k])
                 out = ws["drop"][k]
+            if train and self.dropout_top > 0 and k == self.L - 1:
+                ops.mul(out, ws["mask_top"], ws["drop_top"])
+                out = ws["drop_top"]
             inp = out
         return inp.reshape(T * B, self.H), inputs
 
@@ -226,9 +235,11 @@ class CharLM:
     def _draw_masks(self, ws, T, B):
         """One 63-bit key per mask from the model's generator; the backend computes the mask from
         it (a counter-based hash, the same elements on every backend: ref.ops.dropout_mask)."""
-        keep = 1.0 - self.dropout
-        for k in range(self.L - 1):
-            self.backend.ops.dropout_mask(int(self.rng.integers(0, 1 << 63)), keep, ws["mask"][k], self.stream_rows)
+        masks = [(1.0 - self.dropout, ws["mask"][k]) for k in range(self.L - 1)] if self.dropout > 0 else []
+        if self.dropout_top > 0:
+            masks.append((1.0 - self.dropout_top, ws["mask_top"]))
+        for keep, mask in masks:
+            self.backend.ops.dropout_mask(int(self.rng.integers(0, 1 << 63)), keep, mask, self.stream_rows)
 
     def forward_backward(self, inputs, targets, state=None, host_state=False):
         """Loss and gradients; gradients stay in self.grad_flat (backend array), the gradient w.r.t.
@@ -240,7 +251,7 @@ class CharLM:
         ws = self._workspace(T, B)
         h0, c0 = self._split_state(state, B)
         ops, p, g, cell = self.backend.ops, self._p, self._g, self.cell_impl
-        if self.dropout > 0:
+        if self.dropout > 0 or self.dropout_top > 0:
             self._draw_masks(ws, T, B)
         top, inputs_ = self._forward(x, h0, c0, ws, train=True)
         state_out = self._final_state(ws, host_state)
@@ -248,6 +259,8 @@ class CharLM:
         loss = self.backend.head.loss_backward(top, p["decoder.weight"], p["decoder.bias"], y.reshape(T * B),
                                                ws["dtop"], g["decoder.weight"], g["decoder.bias"])
         dout = ws["dtop"].reshape(T, B, self.H)
+        if self.dropout_top > 0:
+            ops.mul(dout, ws["mask_top"], dout)
         for k in range(self.L - 1, -1, -1):
             if self.dropout > 0 and k < self.L - 1:
                 ops.mul(dout, ws["mask"][k], dout)

@@ -115,14 +115,16 @@ def test_model_wide_wgrad_cpu_equals_ref(cell, kw, split_k_max, dtype, monkeypat
 
 
 @pytest.mark.parametrize("cell,kw", [("lstm", {}), ("gru", {"gru_variant": "torch"})], ids=["lstm", "gru"])
-def test_training_with_dropout_cpu_equals_ref(cell, kw, monkeypatch):
-    """Three training steps of a 3-layer model with dropout 0.5: the backends draw the same masks
-    from the same keys, so losses and gradients agree as without dropout."""
+@pytest.mark.parametrize("L,top", [(3, 0.0), (3, 0.3), (1, 0.5)], ids=["L3", "L3-top", "L1-top"])
+def test_training_with_dropout_cpu_equals_ref(cell, kw, L, top, monkeypatch):
+    """Three training steps with dropout 0.5 between layers and `top` on the top layer's output:
+    the backends draw the same masks from the same keys, so losses and gradients agree as without
+    dropout."""
     use_threads(monkeypatch, 3)
     out = {}
     for dev in ("ref", "cpu"):
-        m = seqlearn.CharLM("abcdefg", cell=cell, hidden_size=6, num_layers=3, dropout=0.5,
-                            dtype="float64", device=dev, seed=3, **kw)
+        m = seqlearn.CharLM("abcdefg", cell=cell, hidden_size=6, num_layers=L, dropout=0.5,
+                            dtype="float64", device=dev, seed=3, dropout_top=top, **kw)
         x, y = random_batch(7, B=3, T=5, seed=4)
         losses, st = [], None
         for _ in range(3):

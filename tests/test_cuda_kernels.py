@@ -407,12 +407,13 @@ def _train(device, cell, kw, dtype, steps, E=0, L=2, state=True):
 
 
 @pytest.mark.filterwarnings("ignore:overflow encountered:RuntimeWarning")   # the simulator's uint64
-@pytest.mark.parametrize("cell,kw,E,L", [("lstm", {"dropout": 0.5}, 0, 2), ("gru", {"gru_variant": "torch"}, 3, 2),
-                                         ("lstm", {"peephole": True}, 0, 1)],
-                         ids=["lstm-dropout-L2", "gru-torch-embed-L2", "lstm-peephole-L1"])
+@pytest.mark.parametrize("cell,kw,E,L", [("lstm", {"dropout": 0.5, "dropout_top": 0.3}, 0, 2),
+                                         ("gru", {"gru_variant": "torch"}, 3, 2),
+                                         ("lstm", {"peephole": True, "dropout_top": 0.4}, 0, 1)],
+                         ids=["lstm-dropout-top-L2", "gru-torch-embed-L2", "lstm-peephole-top-L1"])
 def test_training_steps_equal_ref(cell, kw, E, L):
     """Five Adam steps (one-hot or embedding input, carried initial state; dropout between the
-    lstm's layers, masks drawn on the device) on cuda equal the same five steps on ref: losses,
+    lstm's layers and on its top layer's output, masks drawn on the device) on cuda equal the same five steps on ref: losses,
     weights, gradients, final state, state gradient.
     lstm and gru-torch take the persistent kernels here (H = 8: one block), peephole the per-step path."""
     lr_, pr, gr, sr, dsr = _train("ref", cell, kw, "float64", 5, E, L)

@@ -88,7 +88,7 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers(-2 ** 70, 2 *
                            lambda kids: st.lists(kids, max_size=4) | st.dictionaries(st.text(max_size=6), kids, max_size=4),
                            max_leaves=12)
 META_FIELDS = ["format_version", "cell", "hidden_size", "num_layers", "embed_dim", "gru_variant", "peephole",
-               "vocab", "dtype", "dropout", "seed", "device", "checksum", "train"]
+               "vocab", "dtype", "dropout", "dropout_top", "seed", "device", "checksum", "train"]
 
 
 @fuzz("meta")

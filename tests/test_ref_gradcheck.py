@@ -28,6 +28,22 @@ def test_model_gradients(cell, kw, L, E, with_state):
 
 
 @pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
+@pytest.mark.parametrize("L,dropout,dropout_top", [(1, 0.0, 0.5), (2, 0.4, 0.0), (2, 0.3, 0.6)],
+                         ids=["L1-top", "L2-between", "L2-both"])
+def test_model_gradients_with_dropout(cell, kw, L, dropout, dropout_top):
+    """Dropout between the layers and on the top layer's output, masks held fixed: the gradients
+    (state included) are those of the masked loss, and the masks really drop (the masked loss
+    differs from the loss without dropout)."""
+    m = seqlearn.CharLM("abcde", cell=cell, hidden_size=4, num_layers=L, dtype="float64", device="ref",
+                        seed=3, dropout=dropout, dropout_top=dropout_top, **kw)
+    x, y = random_batch(5, B=3, T=4)
+    state = random_state(m, 3)
+    errs = check_model(m, x, y, state)
+    assert errs and max(errs.values()) < TOL, errs
+    assert abs(m.forward_backward(x, y, state)[0] - m.evaluate(x, y, state)[0]) > 1e-6
+
+
+@pytest.mark.parametrize("cell,kw", CELL_CONFIGS, ids=CELL_IDS)
 def test_cell_final_state_gradient(cell, kw):
     """A weighted sum of all outputs and of the final state: covers dhT and dcT."""
     rng = np.random.default_rng(0)
