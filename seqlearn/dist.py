@@ -63,6 +63,9 @@ class Solo:
     def allreduce_sum(self, buf):
         pass
 
+    def from_root(self, value):
+        return value
+
     def sums(self, values):
         return list(values)
 
@@ -133,6 +136,10 @@ class MPIWorld(Solo):
         """buf (every rank's the same size: a host array, or a device array where the MPI library
         is CUDA-aware) becomes the sum over the ranks, in place."""
         self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+
+    def from_root(self, value):
+        """Rank 0's value on every rank (a decision that rests on rank 0's clock)."""
+        return self.comm.bcast(value, root=0)
 
     def sums(self, values):
         """The elementwise sums of a few floats over the ranks, added in rank order."""

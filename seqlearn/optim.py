@@ -128,18 +128,21 @@ class Schedule:
               (e = 1, 2, ... completed epochs) with e >= decay_after
     cosine:   linear warmup over `warmup` steps to lr, then half a cosine down to min_lr at total_steps
     warmup applies to every schedule (linear from lr/warmup at step 0 to lr at step warmup).
+    fit: a budget.Fit instead of total_steps: the cosine follows its progress (a length fitted to
+    a time budget and refined during the run; the schedule's state is then the Fit's).
     """
 
     def __init__(self, kind="constant", lr=2e-3, warmup=0, total_steps=None, decay=0.97,
-                 decay_after=10, min_lr=0.0):
+                 decay_after=10, min_lr=0.0, fit=None):
         if kind not in SCHEDULES:
             raise ValueError(f"unknown schedule {kind!r}; choose one of {', '.join(SCHEDULES)}")
-        if kind == "cosine" and not total_steps:
-            raise ValueError("the cosine schedule needs a known length: give --steps or --epochs")
+        if kind == "cosine" and not total_steps and fit is None:
+            raise ValueError("the cosine schedule needs a known length: give --steps, --epochs or --max-time")
         if warmup < 0 or not 0 < decay <= 1 or decay_after < 0:
             raise ValueError("warmup and decay_after must be >= 0 and decay in (0, 1]")
         self.kind, self.lr, self.warmup, self.total = kind, float(lr), int(warmup), total_steps
         self.decay, self.decay_after, self.min_lr = float(decay), int(decay_after), float(min_lr)
+        self.fit = fit
 
     def __call__(self, step, epoch=0):
         """The rate for update number step (0-based) taken during 0-based epoch `epoch`."""
@@ -148,7 +151,9 @@ class Schedule:
         if self.kind == "step":
             return self.lr * self.decay ** max(0, epoch - max(1, self.decay_after) + 1)
         if self.kind == "cosine":
-            span = max(1, self.total - self.warmup)
-            t = min(1.0, (step - self.warmup) / span)
+            if self.fit is not None:
+                t = self.fit.progress(step)
+            else:
+                t = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
             return self.min_lr + 0.5 * (self.lr - self.min_lr) * (1.0 + math.cos(math.pi * t))
         return self.lr

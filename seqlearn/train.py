@@ -24,6 +24,7 @@ from .checkpoint import CheckpointError
 from .config import DEFAULT_STEPS, DEFAULTS, RESUME_OVERRIDES, resumed, with_defaults  # noqa: F401 - re-exported
 from .data import Streams, eval_chunks, evaluate_sum, fit_batch, split
 from .model import CharLM
+from .budget import Fit, Limit
 from .optim import DEFAULT_LR, Optimizer, Schedule
 from .rundir import ReadOnlyRunDir, RunDir, TrainingError, load_corpus
 from .sample import Sampler
@@ -125,8 +126,12 @@ class Trainer:
     unless started by an MPI launcher). Rank r trains streams of its share of the batch; only rank
     0 prints, locks and writes the run directory."""
 
-    def __init__(self, config, out, force=False, echo=print, progress=None, saved=None, world=None):
+    clock = staticmethod(time.perf_counter)     # seconds; tests replace it
+
+    def __init__(self, config, out, force=False, echo=print, progress=None, saved=None, world=None,
+                 refit=False):
         self.world = world if world is not None else dist.world()
+        self._refit = refit         # resumed with a new limit: a fitted schedule spans the new one
         if not self.world.root:
             echo, progress = _quiet, None
         self.echo, self.progress = echo, progress
@@ -154,6 +159,8 @@ class Trainer:
         train, val = split(data, c["val_frac"])
         if saved is None:
             self._settle(c, len(train))
+        elif c["dropout_top"] is None:          # a run of a version without it had none
+            c["dropout_top"] = 0.0
         self.config = c
         w = self.world
         if c["batch"] % w.size:
@@ -166,15 +173,17 @@ class Trainer:
             dist.select_gpu(w)
         self.model = CharLM(self.vocab.chars, cell=c["cell"], hidden_size=c["hidden"], num_layers=c["layers"],
                             embed_dim=c["embed"], peephole=c["peephole"], gru_variant=c["gru_variant"],
-                            dropout=c["dropout"], dtype=c["dtype"], device=c["device"], seed=c["seed"])
+                            dropout=c["dropout"], dtype=c["dtype"], device=c["device"], seed=c["seed"],
+                            dropout_top=c["dropout_top"])
         self.opt = Optimizer(self.model, c["optimizer"], lr=c["lr"], momentum=c["momentum"],
                              nesterov=c["nesterov"], weight_decay=c["weight_decay"], clip=c["clip"],
                              clip_mode=c["clip_mode"])
         if w.size > 1:
             self.model.stream_rows = (self.streams.rows[0], self.streams.B)
         self.schedule_steps = self._schedule_steps() if saved is None else saved.train.get("schedule_steps")
+        self.limit = Limit(c["max_time"], self._fit(c, saved))
         self.schedule = Schedule(c["schedule"], lr=c["lr"], warmup=c["warmup"], total_steps=self.schedule_steps,
-                                 decay=c["lr_decay"], decay_after=c["lr_decay_after"])
+                                 decay=c["lr_decay"], decay_after=c["lr_decay_after"], fit=self.limit.fit)
         self.step = 0
         self.state = None
         self.best_val = math.inf
@@ -243,7 +252,8 @@ class Trainer:
         except BaseException:
             run_dir.release()
             raise
-        trainer = cls(config, run_dir, echo=echo, progress=progress, saved=saved, world=world)
+        refit = any(overrides.get(k) is not None for k in ("steps", "epochs", "max_time"))
+        trainer = cls(config, run_dir, echo=echo, progress=progress, saved=saved, world=world, refit=refit)
         if from_best:                 # only once best.npz has restored: a refusal moves nothing
             try:
                 kept = world.together(run_dir.set_aside_last)
@@ -263,6 +273,8 @@ class Trainer:
             self.echo(f"warning: {x.message}")
         if c["lr"] is None:
             c["lr"] = DEFAULT_LR[c["optimizer"]]
+        if c["dropout_top"] is None:
+            c["dropout_top"] = c["dropout"]
 
     def _limits(self):
         c = self.config
@@ -281,6 +293,37 @@ class Trainer:
             return min(limits)
         c = self.config
         return DEFAULT_STEPS if c["schedule"] == "cosine" and c["max_time"] is None else None
+
+    def _fit(self, c, saved):
+        """The budget.Fit of a cosine schedule whose length is the time budget (--max-time without
+        --steps or --epochs), or None. A resumed run keeps its Fit; resumed with a new limit, the
+        rest of the schedule spans it."""
+        if c["schedule"] != "cosine" or self.schedule_steps is not None:
+            return None
+        st = saved.train.get("schedule_fit") if saved is not None else None
+        if st is None:
+            return Fit(c["max_time"], start=c["warmup"]) if c["max_time"] else None
+        try:
+            fit = Fit.from_state(st)
+        except (KeyError, TypeError, ValueError) as e:
+            raise CheckpointError(f"{saved.path} has a damaged schedule state ({e})") from None
+        if self._refit:
+            step = int(saved.train["step"])
+            if c["max_time"]:
+                fit.budget_s = float(saved.train.get("elapsed_s", 0.0)) + c["max_time"]
+            else:                                  # new --steps / --epochs: the schedule ends there
+                fit.refine(step, min(self._limits()) - step)
+        return fit
+
+    def _refine(self):
+        """A fitted schedule's length from the time left and the measured step and evaluation
+        times (rank 0's clock decides for every rank)."""
+        if self.limit.fit is None or not self.config["max_time"]:
+            return
+        left = self.limit.steps_left(self.clock() - self._t0, self._elapsed(), self.config["eval_every"])
+        left = self.world.from_root(left)
+        if left is not None:
+            self.limit.fit.refine(self.step, left)
 
     def _config_doc(self):
         return {"seqlearn": __version__, "config": self.config, "text": self.text_info,
@@ -326,7 +369,7 @@ class Trainer:
 
     def _run(self):
         target = self.target_steps()
-        self._t0 = time.perf_counter()
+        self._t0 = self.clock()
         if target is not None and self.step >= target:
             self.echo(f"the run is already at step {self.step} (target {target}); nothing to do")
             return self._summary()
@@ -361,9 +404,11 @@ class Trainer:
         self._agreed_stop = False       # over MPI ranks: a rank was interrupted (agreed in a step)
         while ((target is None or self.step < target) and not (self._agreed_stop if mpi else ctrl_c.flag)
                and not out_of_time):
-            ts = time.perf_counter()
+            ts = self.clock()
             lr, loss, norm, stop = self._train_step(ctrl_c)
-            meter.add(loss, time.perf_counter() - ts, first=self.step == first)
+            dt = self.clock() - ts
+            meter.add(loss, dt, first=self.step == first)
+            self.limit.steps.add(dt, first=self.step == first)
             if mpi:                                    # what the ranks agreed on during the step
                 self._agreed_stop, out_of_time = bool(stop & 1), bool(stop & 2)
             else:
@@ -373,6 +418,7 @@ class Trainer:
             if do_eval or self.step % c["log_every"] == 0:
                 rec = self._record(lr, norm, meter)
                 self._report(rec, target)
+                te = self.clock()
                 v = self._evaluate(rec) if do_eval else None
                 # the line before the checkpoints: a kill between them leaves a line after the
                 # checkpoint's step, which resume drops, never a checkpoint without its line
@@ -381,14 +427,15 @@ class Trainer:
                 if do_eval:
                     self._checkpoint(v)
                     meter.restart()                    # the rate counts training only
+                    self.limit.eval_time = self.clock() - te
+                self._refine()
             elif self.progress is not None:
                 self.progress(self._status(loss, None, meter.step_time, target))
             if self.after_step():
                 break
 
     def _out_of_time(self):
-        c = self.config
-        return bool(c["max_time"]) and time.perf_counter() - self._t0 >= c["max_time"]
+        return self.limit.out_of_time(self.clock() - self._t0, self._elapsed())
 
     def _train_step(self, ctrl_c=None):
         """Forward and backward over the next batch, clipping, update; returns (lr, loss, grad norm,
@@ -515,6 +562,7 @@ class Trainer:
                           "best_val_loss": None if math.isinf(self.best_val) else self.best_val,
                           "best_step": self.best_step, "val_loss": self.last_val, "elapsed_s": elapsed,
                           "schedule_steps": self.schedule_steps, "seqlearn": __version__,
+                          "schedule_fit": None if self.limit.fit is None else self.limit.fit.state(),
                           "full_state": True}}
 
     def _arrays(self):
@@ -547,7 +595,7 @@ class Trainer:
 
     # ---- what it prints -----------------------------------------------------------------------
     def _elapsed(self):
-        return self.elapsed_before + time.perf_counter() - self._t0
+        return self.elapsed_before + self.clock() - self._t0
 
     def _summary(self):
         return {"step": self.step, "val_loss": self.last_val,
@@ -563,6 +611,8 @@ class Trainer:
                 f"{len(self.vocab)} symbols, {c['optimizer']} lr {c['lr']:g}"
                 + (f", until step {target}" if target else "")
                 + (f", at most {_fmt_time(c['max_time'])}" if c["max_time"] else "")
+                + (f", cosine fitted to {_fmt_time(self.limit.fit.budget_s)} of training"
+                   if self.limit.fit is not None and c["max_time"] else "")
                 + (_cpu_threads() if m.device == "cpu" else "")
                 + (f" per rank, {self.world.size} ranks of {s.B // self.world.size} streams" if self.world.size > 1 else "")
                 + f" -> {self.out}")
@@ -587,8 +637,8 @@ class Trainer:
         left = None
         if target is not None:
             left = (target - self.step) * step_time
-        if self.config["max_time"]:
-            t_left = self.config["max_time"] - (time.perf_counter() - self._t0)
+        t_left = self.limit.time_left(self.clock() - self._t0, self._elapsed())
+        if t_left is not None:
             left = t_left if left is None else min(left, t_left)
         rate = rate if rate is not None else self.streams.B * self.streams.T / max(step_time, 1e-9)
         if target:

@@ -196,7 +196,7 @@ def test_corpus_too_small(tmp_path):
     (["--max-time", "soon"], "not a positive duration"),
     (["--optimizer", "sgd", "--nesterov"], "Nesterov momentum needs momentum"),
     (["--peephole", "--cell", "gru"], "peephole"),
-    (["--schedule", "cosine", "--max-time", "10"], "cosine schedule needs"),
+    (["--dropout-top", "1"], "--dropout-top"),
     (["--device", "tpu"], "--device"),
 ])
 def test_impossible_options(tmp_path, args, match):
