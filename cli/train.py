@@ -63,10 +63,14 @@ def train(ctx, text, resume, out, force, from_best, **opts):
     log line every --log-every steps and a sample at every evaluation. Ctrl-C saves last.npz;
     --resume continues bit-identically.
 
+    With --max-time and neither --hidden nor --layers (nor --steps, --epochs), the model is sized
+    to the budget: cell, size, dropout, batch and rate from the text's size and this machine's
+    measured speed, with a cosine schedule that ends with the time (options given still win).
+
     \b
     Examples:
       seqlearn train                                   # 2x128 LSTM on the built-in corpus
-      seqlearn train input.txt --out runs/shakespeare --max-time 10m
+      seqlearn train input.txt --max-time 60m           # the best model an hour buys here
       seqlearn train input.txt --cell gru --hidden 256 --dropout 0.2 --epochs 20
       seqlearn train input.txt --optimizer sgd --lr 0.5 --momentum 0.9 --schedule cosine --steps 5000
       seqlearn train --resume runs/shakespeare --steps 20000
@@ -98,7 +102,9 @@ def train(ctx, text, resume, out, force, from_best, **opts):
         if out is None:
             out = os.path.join("runs", time.strftime("%Y%m%d-%H%M%S"))
         config = {"text": text, **opts}            # every other option is a training option
-        trainer = Trainer(config, out, force=force, echo=echo, progress=progress)
+        given = {k for k in opts if ctx.get_parameter_source(k) != click.core.ParameterSource.DEFAULT}
+        sized = (opts["max_time"] and not given & {"hidden", "layers", "steps", "epochs"} and world.size == 1)
+        trainer = Trainer(config, out, force=force, echo=echo, progress=progress, auto=given if sized else None)
     summary = trainer.run()
     if summary["interrupted"]:
         ctx.exit(128 + summary.get("signal", 2))

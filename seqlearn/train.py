@@ -19,7 +19,7 @@ import warnings
 
 import numpy as np
 
-from . import __version__, dist, tokens
+from . import __version__, dist, sizing, tokens
 from .checkpoint import CheckpointError
 from .config import DEFAULT_STEPS, DEFAULTS, RESUME_OVERRIDES, resumed, with_defaults  # noqa: F401 - re-exported
 from .data import Streams, eval_chunks, evaluate_sum, fit_batch, split
@@ -129,8 +129,10 @@ class Trainer:
     clock = staticmethod(time.perf_counter)     # seconds; tests replace it
 
     def __init__(self, config, out, force=False, echo=print, progress=None, saved=None, world=None,
-                 refit=False):
+                 refit=False, auto=None):
         self.world = world if world is not None else dist.world()
+        self._auto = auto           # a new run sized by seqlearn/sizing.py: the options the user gave
+        self.sizing = None
         self._refit = refit         # resumed with a new limit: a fitted schedule spans the new one
         if not self.world.root:
             echo, progress = _quiet, None
@@ -158,6 +160,8 @@ class Trainer:
             (self.vocab, data), self.text_info = saved.corpus, saved.train["text"]
         train, val = split(data, c["val_frac"])
         if saved is None:
+            if self._auto is not None:
+                self._size(c, len(train), len(val))
             self._settle(c, len(train))
         elif c["dropout_top"] is None:          # a run of a version without it had none
             c["dropout_top"] = 0.0
@@ -189,7 +193,7 @@ class Trainer:
         self.best_val = math.inf
         self.best_step = None       # the step of best.npz (None: unknown, or no validation yet)
         self.last_val = None
-        self.elapsed_before = 0.0
+        self.elapsed_before = self.sizing["seconds"] if self.sizing else 0.0   # sizing counts in the budget
         self.interrupted = False
         self.signum = None          # the signal that stopped the run (SIGINT or SIGTERM)
         self._phase = None          # "forward" / "update" while a step is half done
@@ -264,6 +268,24 @@ class Trainer:
         return trainer
 
     # ---- starting and continuing ---------------------------------------------------------------
+    def _size(self, c, n_train, n_val):
+        """The model the time budget buys (seqlearn/sizing.py), over the options not given."""
+        t0 = self.clock()
+        fixed = {k: c[k] for k in self._auto if k in sizing.SIZED or k == "eval_every"}
+        timer = sizing.Timer(self.vocab.chars, device=c["device"], dtype=c["dtype"], seed=c["seed"])
+        chosen, why = sizing.choose(n_train, n_val, len(self.vocab), c["max_time"], timer, fixed)
+        c.update(chosen)
+        spent = self.clock() - t0
+        self.sizing = {"chosen": chosen, "why": why, "given": sorted(fixed), "seconds": round(spent, 3),
+                       "step_ms": {f"{k[0]} {k[2]}x{k[1]} B{k[3]} T{k[4]}": round(1e3 * v, 2)
+                                   for k, v in timer.times.items()}}
+        d = chosen["dropout"]
+        self.echo(f"sized to the budget in {spent:.1f}s: {chosen['cell']} {chosen['layers']}x{chosen['hidden']}, "
+                  f"dropout {d:g}" + (f"/{chosen['dropout_top']:g} top" if chosen["dropout_top"] != d else "")
+                  + f", batch {chosen['batch']}x{chosen['seq_len']}, lr {chosen['lr']:g} {chosen['schedule']}"
+                  f" (warmup {chosen['warmup']}): {why}"
+                  + (f"; given: {', '.join('--' + k.replace('_', '-') for k in sorted(fixed))}" if fixed else ""))
+
     def _settle(self, c, n_train):
         """What a new run decides once and keeps: a batch that fits the text, the optimizer's lr."""
         with warnings.catch_warnings(record=True) as w:
@@ -327,6 +349,7 @@ class Trainer:
 
     def _config_doc(self):
         return {"seqlearn": __version__, "config": self.config, "text": self.text_info,
+                **({"sizing": self.sizing} if self.sizing else {}),
                 "schedule_steps": self.schedule_steps, "vocab_size": self.model.V,
                 "num_params": self.model.num_params, "batches_per_epoch": self.streams.num_batches}
 

@@ -1,0 +1,106 @@
+"""The model a time budget buys on a text: cell, size, dropout, batch, sequence length and rate
+chosen from the corpus size and the speed of this machine (seqlearn train TEXT --max-time T with
+no --hidden and no --layers).
+
+The rule (its sweep: docs/quality.md):
+  1. Time a few training steps of each rung of LADDER (2 layers, B 32, T 100, on this machine and
+     backend), smallest first.
+  2. The steps the budget buys a rung: budget.steps_left with its step time and an estimate of
+     its evaluations (a forward pass over the validation split costs a third of training on as
+     many characters).
+  3. Take the largest rung that still gets MIN_STEPS updates and has at most PARAMS_PER_CHAR
+     parameters per training character; the smallest when none does.
+  4. Dropout from the passes over the text it will make (epochs): none below DROPOUT_FROM
+     epochs, then DROPOUT_PER_DOUBLING more per doubling, at most DROPOUT_MAX; between the
+     layers and on the top layer's output alike.
+  5. Adam at LR, warmup over WARMUP steps, cosine fitted to the budget (seqlearn/budget.py).
+Options given on the command line always win: the rule fills in the others.
+choose() is a pure function of the measured step times (tests give it a table).
+"""
+import math
+import time
+
+import numpy as np
+
+from .budget import steps_left
+from .data import fit_batch
+from .params import GATES
+
+CELL = "gru"
+LADDER = (64, 96, 128, 192, 256, 384, 512, 768, 1024)       # hidden sizes, 2 layers each
+LAYERS, BATCH, SEQ_LEN = 2, 32, 100
+MIN_STEPS = 3000
+PARAMS_PER_CHAR = 3.0
+DROPOUT_FROM, DROPOUT_PER_DOUBLING, DROPOUT_MAX = 8.0, 0.1, 0.5
+LR, WARMUP = 2e-3, 100
+EVAL_EVERY = 200
+SIZED = ("cell", "hidden", "layers", "dropout", "dropout_top", "batch", "seq_len", "lr", "schedule", "warmup")
+
+
+def num_params(cell, V, H, L):
+    """Parameters of an L-layer model with one-hot input and a V-way head."""
+    G = GATES[cell]
+    return sum(G * H * ((V if k == 0 else H) + H + 2) for k in range(L)) + V * H + V
+
+
+def dropout_for(epochs):
+    if epochs <= DROPOUT_FROM:
+        return 0.0
+    return round(min(DROPOUT_MAX, DROPOUT_PER_DOUBLING * math.log2(epochs / DROPOUT_FROM)), 2)
+
+
+def choose(n_train, n_val, V, budget_s, step_time, fixed=None):
+    """(config values, reason): what the rule picks. step_time(cell, H, L, B, T) -> seconds;
+    fixed: options the user gave (they stay, and the rule works around them)."""
+    fixed = dict(fixed or {})
+    cell = fixed.get("cell", CELL)
+    B, T = fit_batch(n_train, fixed.get("batch", BATCH), fixed.get("seq_len", SEQ_LEN), warn=False)
+    L = fixed.get("layers", LAYERS)
+    eval_every = fixed.get("eval_every", EVAL_EVERY)
+    ladder = [fixed["hidden"]] if "hidden" in fixed else LADDER
+    pick = None
+    for H in ladder:
+        t = step_time(cell, H, L, B, T)
+        eval_time = t * n_val / (3.0 * B * T)
+        n = steps_left(budget_s, t, eval_time, eval_every)
+        fits = num_params(cell, V, H, L) <= PARAMS_PER_CHAR * n_train
+        if pick is not None and (n < MIN_STEPS or not fits):
+            break
+        pick = (H, t, n)
+    H, t, n = pick
+    epochs = n * B * T / n_train
+    d = fixed.get("dropout", dropout_for(epochs))
+    chosen = {"cell": cell, "hidden": H, "layers": L, "dropout": d, "dropout_top": fixed.get("dropout_top", d),
+              "batch": B, "seq_len": T, "lr": fixed.get("lr", LR), "schedule": fixed.get("schedule", "cosine"),
+              "warmup": fixed.get("warmup", min(WARMUP, max(1, n // 20)))}
+    span = f"{budget_s / 60:.3g} min" if budget_s >= 120 else f"{budget_s:.3g} s"
+    why = (f"{1e3 * t:.0f} ms a step here, so about {n:,} steps ({epochs:.1f} epochs of {n_train:,} "
+           f"characters) in {span}; {num_params(cell, V, H, L):,} parameters")
+    return chosen, why
+
+
+class Timer:
+    """step_time for choose(): a few real training steps of each candidate on this backend."""
+
+    def __init__(self, vocab, device="cpu", dtype="float32", steps=2, seed=0):
+        self.vocab, self.device, self.dtype, self.steps, self.seed = vocab, device, dtype, steps, seed
+        self.times = {}
+
+    def __call__(self, cell, H, L, B, T):
+        from .model import CharLM
+        from .optim import Optimizer
+        m = CharLM(self.vocab, cell=cell, hidden_size=H, num_layers=L, dtype=self.dtype, device=self.device,
+                   seed=self.seed)
+        opt = Optimizer(m, "adam", lr=LR)
+        rng = np.random.default_rng(self.seed)
+        x, y = rng.integers(0, len(self.vocab), (2, B, T))
+        best = math.inf
+        for i in range(self.steps + 1):             # the first one may compile
+            t0 = time.perf_counter()
+            m.forward_backward(x, y)
+            opt.clip_grads()
+            opt.step()
+            if i:
+                best = min(best, time.perf_counter() - t0)
+        self.times[(cell, H, L, B, T)] = best
+        return best
