@@ -2,6 +2,7 @@
 numbers are measurements, never asserted; with PyTorch installed the comparison columns run too)."""
 import importlib.util
 import json
+import math
 import os
 import re
 import sys
@@ -113,3 +114,18 @@ def test_soak_watches_training_and_sampling(tmp_path, capsys):
     assert all(r["rss_mib"] > 0 and r["fds"] >= 3 for r in rows)
     text = capsys.readouterr().out
     assert "train: " in text and "sample: " in text
+
+
+def test_quality_prints_a_row_per_budget(capsys):
+    """benchmarks/quality.py at a few seconds a budget: the user's command, then PyTorch sized by
+    the same rule from its own step times."""
+    mod = _load("quality")
+    tiny = os.path.join(os.path.dirname(__file__), "..", "data", "tiny.txt")
+    assert mod.main(["--text", tiny, "--minutes", "0.1", "--threads", "1"] + ([] if _torch() else ["--no-torch"])) == 0
+    out = capsys.readouterr().out
+    row = [ln for ln in out.splitlines() if ln.startswith("| 0.1 min")]
+    assert len(row) == 1, out
+    cells = [c.strip() for c in row[0].strip("|").split("|")]
+    assert float(cells[1].split()[0]) < math.log(40)          # it learnt something
+    if _torch():
+        assert float(cells[3].split()[0]) < math.log(40) and cells[5].startswith(("+", "-"))
