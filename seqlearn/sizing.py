@@ -60,6 +60,10 @@ def choose(n_train, n_val, V, budget_s, step_time, fixed=None):
     ladder = [fixed["hidden"]] if "hidden" in fixed else LADDER
     pick = None
     for H in ladder:
+        if pick is not None:            # a rung surely too slow is not timed: steps cost ~H^2
+            guess = pick[1] * (H / pick[0]) ** 2
+            if steps_left(budget_s, guess, guess * n_val / (3.0 * B * T), eval_every) < MIN_STEPS / 2:
+                break
         t = step_time(cell, H, L, B, T)
         eval_time = t * n_val / (3.0 * B * T)
         n = steps_left(budget_s, t, eval_time, eval_every)

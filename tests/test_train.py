@@ -247,3 +247,22 @@ def test_the_last_line_names_the_best_model_and_its_step(tmp_path):
     assert again.best_step == step
     s2 = again.run()
     assert f"at step {s2['best_step']} in" in lines[-1] and s2["best_step"] in (step, 8)
+
+
+def test_runs_of_versions_without_top_dropout_resume_without_it(tmp_path):
+    """--dropout-top defaults to --dropout for new runs; a checkpoint of a version without the
+    option (no dropout_top anywhere in it) resumes as it trained: no dropout before the head."""
+    from test_faults import _reseal
+    Trainer(cfg(dropout=0.3, dropout_top=0.0, steps=20), tmp_path / "a", echo=quiet).run()
+    t = Trainer(cfg(dropout=0.3, steps=20), tmp_path / "n", echo=quiet)
+    assert t.config["dropout_top"] == 0.3 and t.model.dropout_top == 0.3
+    t.close()
+    Trainer(cfg(dropout=0.3, dropout_top=0.0, steps=10), tmp_path / "b", echo=quiet).run()
+
+    def older(meta):
+        del meta["dropout_top"], meta["train"]["config"]["dropout_top"]
+    _reseal(tmp_path / "b" / "last.npz", older)
+    r = Trainer.resume(tmp_path / "b", echo=quiet, steps=20)
+    assert r.config["dropout_top"] == 0.0
+    r.run()
+    assert_same_checkpoint(tmp_path / "a", tmp_path / "b")
