@@ -24,6 +24,7 @@ import numpy as np
 
 from .budget import steps_left
 from .data import fit_batch
+from .optim import DEFAULT_LR
 from .params import GATES
 
 CELL = "gru"
@@ -32,8 +33,7 @@ LAYERS, BATCH, SEQ_LEN = 2, 32, 100
 MIN_STEPS = 3000
 PARAMS_PER_CHAR = 3.0
 DROPOUT_FROM, DROPOUT_PER_DOUBLING, DROPOUT_MAX = 8.0, 0.25, 0.5    # 0.25 at 40 epochs overfit (docs/quality.md)
-LR, WARMUP = 2e-3, 100
-EVAL_EVERY = 200
+LR, WARMUP = DEFAULT_LR["adam"], 100
 SIZED = ("cell", "hidden", "layers", "dropout", "dropout_top", "batch", "seq_len", "lr", "schedule", "warmup")
 
 
@@ -49,24 +49,24 @@ def dropout_for(epochs):
     return round(min(DROPOUT_MAX, DROPOUT_PER_DOUBLING * math.log2(epochs / DROPOUT_FROM)), 2)
 
 
-def choose(n_train, n_val, V, budget_s, step_time, fixed=None):
+def choose(n_train, n_val, V, budget_s, step_time, fixed=None, eval_every=200):
     """(config values, reason): what the rule picks. step_time(cell, H, L, B, T) -> seconds;
-    fixed: options the user gave (they stay, and the rule works around them)."""
+    fixed: options the user gave (they stay, and the rule works around them); eval_every: the
+    run's (its evaluations take a share of the budget)."""
     fixed = dict(fixed or {})
     cell = fixed.get("cell", CELL)
     B, T = fit_batch(n_train, fixed.get("batch", BATCH), fixed.get("seq_len", SEQ_LEN), warn=False)
     L = fixed.get("layers", LAYERS)
-    eval_every = fixed.get("eval_every", EVAL_EVERY)
     ladder = [fixed["hidden"]] if "hidden" in fixed else LADDER
+
+    def buys(t):                        # the steps of t seconds, with evaluations, in the budget
+        return steps_left(budget_s, t, t * n_val / (3.0 * B * T), eval_every)
     pick = None
     for H in ladder:
-        if pick is not None:            # a rung surely too slow is not timed: steps cost ~H^2
-            guess = pick[1] * (H / pick[0]) ** 2
-            if steps_left(budget_s, guess, guess * n_val / (3.0 * B * T), eval_every) < MIN_STEPS / 2:
-                break
+        if pick is not None and buys(pick[1] * (H / pick[0]) ** 2) < MIN_STEPS / 2:
+            break                       # a rung surely too slow is not timed: steps cost ~H^2
         t = step_time(cell, H, L, B, T)
-        eval_time = t * n_val / (3.0 * B * T)
-        n = steps_left(budget_s, t, eval_time, eval_every)
+        n = buys(t)
         fits = num_params(cell, V, H, L) <= PARAMS_PER_CHAR * n_train
         if pick is not None and (n < MIN_STEPS or not fits):
             break

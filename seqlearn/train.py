@@ -20,11 +20,11 @@ import warnings
 import numpy as np
 
 from . import __version__, dist, sizing, tokens
+from .budget import Fit, Limit
 from .checkpoint import CheckpointError
 from .config import DEFAULT_STEPS, DEFAULTS, RESUME_OVERRIDES, resumed, with_defaults  # noqa: F401 - re-exported
 from .data import Streams, eval_chunks, evaluate_sum, fit_batch, split
 from .model import CharLM
-from .budget import Fit, Limit
 from .optim import DEFAULT_LR, Optimizer, Schedule
 from .rundir import ReadOnlyRunDir, RunDir, TrainingError, load_corpus
 from .sample import Sampler
@@ -273,7 +273,7 @@ class Trainer:
         t0 = self.clock()
         fixed = {k: c[k] for k in self._auto if k in sizing.SIZED or k == "eval_every"}
         timer = sizing.Timer(self.vocab.chars, device=c["device"], dtype=c["dtype"], seed=c["seed"])
-        chosen, why = sizing.choose(n_train, n_val, len(self.vocab), c["max_time"], timer, fixed)
+        chosen, why = sizing.choose(n_train, n_val, len(self.vocab), c["max_time"], timer, fixed, c["eval_every"])
         c.update(chosen)
         spent = self.clock() - t0
         self.sizing = {"chosen": chosen, "why": why, "given": sorted(fixed), "seconds": round(spent, 3),
