@@ -13,6 +13,7 @@ the fraction of the budget spent, an evaluation of the whole validation split (s
 
     python benchmarks/quality.py --minutes 5 15 30 60        # ../shared/data/tinyshakespeare.txt
     python benchmarks/quality.py --text other.txt --minutes 5 --threads 2
+    python benchmarks/quality.py --minutes 30 --no-seqlearn  # PyTorch's side alone (the other: --no-torch)
 """
 import argparse
 import json
@@ -160,6 +161,7 @@ def main(argv=None):
     ap.add_argument("--minutes", type=float, nargs="+", default=[5, 15, 30, 60])
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--no-seqlearn", action="store_true", help="PyTorch's side alone")
     a = ap.parse_args(argv)
     if not os.path.exists(a.text):
         print(f"skipped: {a.text} is absent")
@@ -174,12 +176,15 @@ def main(argv=None):
     print(f"{os.path.basename(a.text)}, {a.threads} threads; best validation loss (nats) per budget")
     print("| budget | seqlearn | recipe | PyTorch | recipe | PyTorch - seqlearn |\n|---|---|---|---|---|---|")
     for m in a.minutes:
-        with tempfile.TemporaryDirectory() as d:
-            s = run_seqlearn(a.text, 60 * m, a.threads, os.path.join(d, "run"))
+        s = None
+        if not a.no_seqlearn:
+            with tempfile.TemporaryDirectory() as d:
+                s = run_seqlearn(a.text, 60 * m, a.threads, os.path.join(d, "run"))
         t = run_torch(a.text, 60 * m) if torch is not None else None
-        row = [f"{m:g} min", f"{s['best']:.4f} (step {s['step']}, {s['wall_s']:.0f} s)", s["recipe"]]
-        row += [f"{t['best']:.4f} (step {t['step']}, {t['wall_s']:.0f} s)", t["recipe"], f"{t['best'] - s['best']:+.4f}"] \
-            if t else ["-", "-", "-"]
+        row = [f"{m:g} min"]
+        for r in (s, t):
+            row += [f"{r['best']:.4f} (step {r['step']}, {r['wall_s']:.0f} s)", r["recipe"]] if r else ["-", "-"]
+        row.append(f"{t['best'] - s['best']:+.4f}" if s and t else "-")
         print("| " + " | ".join(row) + " |", flush=True)
     return 0
 

@@ -15,9 +15,11 @@ Anything else that escapes on one rank ends the job through MPI_Abort (cli/error
 dies is reported by the launcher, which stops the others.
 """
 import os
+import time
 
 import numpy as np
 
+ABORT_GRACE_S = 0.5      # see MPIWorld.abort
 # set by MPI launchers in every rank's environment: the number of ranks
 _SIZE_VARS = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "SLURM_STEP_NUM_TASKS", "PMIX_SIZE")
 _world = None
@@ -163,6 +165,10 @@ class MPIWorld(Solo):
                     f"{got[0].get(k)!r}); every rank must run the same command on the same files"))
 
     def abort(self, code=1):
+        """End every rank of the job. mpiexec's proxy forwards a rank's stderr on its own time and
+        MPI_Abort kills it too: without a pause the line just printed can be lost (seen once in
+        tests/test_mpi.py's hook case, stderr empty)."""
+        time.sleep(ABORT_GRACE_S)
         self.comm.Abort(code)
 
     def __repr__(self):
