@@ -5,11 +5,11 @@ seqlearn: the user's command, `seqlearn train TEXT --max-time Mm` in a fresh pro
 compile, sizing and evaluations all inside the budget), its best validation loss read from
 best.npz. PyTorch (nn.LSTM / nn.GRU, one-hot input, nn.Linear head; torch.set_num_threads as
 seqlearn's threads): its best recipe is the same sizing rule (seqlearn/sizing.py) given PyTorch's
-own measured step times, so a slower framework gets the smaller model its speed affords; then Adam,
-dropout between layers (nn.LSTM's) and before the head (nn.Dropout), a cosine whose progress is
-the fraction of the budget spent, an evaluation of the whole validation split (state carried, as
-`seqlearn eval`) every 200 steps and at the end; its best of them counts. Same text, split (last
-10 %) and batches layout (data.Streams).
+own measured step times (the same statistic: sizing.typical_step), so a slower framework gets the
+smaller model its speed affords; then Adam, dropout between layers (nn.LSTM's) and before the head
+(nn.Dropout), a cosine whose progress is the fraction of the budget spent, an evaluation of the
+whole validation split (state carried, as `seqlearn eval`) every 200 steps and at the end; its
+best of them counts. Same text, split (last 10 %) and batches layout (data.Streams).
 
     python benchmarks/quality.py --minutes 5 15 30 60        # ../shared/data/tinyshakespeare.txt
     python benchmarks/quality.py --text other.txt --minutes 5 --threads 2
@@ -75,21 +75,19 @@ def detach(state):
 def torch_step_time(V):
     def step_time(cell, H, L, B, T):
         import torch
+        from seqlearn import sizing
         net = TorchLM(V, cell, H, L, 0.0, 0.0)
         opt = torch.optim.Adam(net.modules.parameters(), lr=2e-3)
         x = torch.randint(0, V, (T, B))
-        best = math.inf
-        for i in range(3):
-            t0 = time.perf_counter()
+
+        def step():
             z, _ = net(x, None)
             loss = torch.nn.functional.cross_entropy(z.reshape(-1, V), x.reshape(-1))
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.modules.parameters(), 5.0)
             opt.step()
-            if i:
-                best = min(best, time.perf_counter() - t0)
-        return best
+        return sizing.typical_step(step)        # the statistic seqlearn's own Timer takes
     return step_time
 
 

@@ -54,6 +54,14 @@ def test_dropout_grows_with_the_passes_over_the_text():
     assert d[0] == d[1] == 0.0 and 0 < d[2] < d[3] <= d[4] == sizing.DROPOUT_MAX
 
 
+def test_a_rung_is_timed_by_the_median_after_the_warm_up(monkeypatch):
+    clock = iter([0.0, 0.2, 1.0, 1.2, 2.0, 9.0, 10.0, 10.2, 11.0, 11.2])     # one of five steps slowed
+    monkeypatch.setattr(sizing.time, "perf_counter", lambda: next(clock))
+    calls = []
+    assert sizing.typical_step(lambda: calls.append(1), warm=2, timed=5) == pytest.approx(0.2)
+    assert len(calls) == 7                          # the warm-up calls ran and were not timed
+
+
 def test_options_given_win():
     fixed = {"cell": "lstm", "hidden": 100, "dropout": 0.05, "lr": 1e-3, "batch": 16}
     chosen, _ = sizing.choose(10 ** 6, 10 ** 5, 65, 600.0, table, fixed)
